@@ -1,0 +1,76 @@
+"""Sanic app factory: wires settings, engines and routes. Nothing else lives here."""
+
+from __future__ import annotations
+
+import logging
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sanic import Request, Sanic, json, redirect
+from sanic.response import HTTPResponse, raw
+
+from kefu import engines, migrate
+from kefu.config import Settings
+from kefu.http.api import api
+from kefu.http.errors import error_response
+from kefu.paths import bundled
+from kefu.wechat.setup import make_login_provider
+from kefu.ws.chat import chat_socket
+
+log = logging.getLogger("kefu")
+
+
+def create_app(settings: Settings | None = None) -> Sanic:
+    settings = settings or Settings()
+    app = Sanic("kefu")
+    app.config.WEBSOCKET_MAX_SIZE = settings.max_frame_bytes
+    app.config.REQUEST_MAX_SIZE = settings.max_frame_bytes
+    app.config.ACCESS_LOG = False  # query strings carry tokens
+    app.config.GRACEFUL_SHUTDOWN_TIMEOUT = 10.0
+    app.ctx.settings = settings
+    app.ctx.log = log
+
+    app.blueprint(api)
+    app.add_websocket_route(chat_socket, "/ws")
+    app.error_handler.add(Exception, error_response)
+
+    @app.get("/healthz")
+    async def healthz(request: Request) -> HTTPResponse:
+        return json({"ok": True, "connections": request.app.ctx.node.hub.count()})
+
+    @app.get("/metrics")
+    async def metrics(_: Request) -> HTTPResponse:
+        return raw(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+
+    admin = bundled("web_admin")
+    if admin.is_dir():
+        app.static("/admin/", str(admin), index="index.html", name="admin")
+
+        @app.get("/admin")
+        async def admin_root(_: Request) -> HTTPResponse:
+            return redirect("/admin/")
+
+    @app.before_server_start
+    async def start(app: Sanic) -> None:
+        if not settings.mysql_url:
+            migrate.upgrade(settings)  # the embedded default sets itself up
+        elif not migrate.is_current(settings):
+            raise RuntimeError("the MySQL schema is not current: run `kefu migrate` first")
+        app.ctx.engines = engines.build(settings)
+        app.ctx.node = app.ctx.engines.node
+        app.ctx.wechat = make_login_provider(settings)
+        await app.ctx.node.start()
+        log.info("kefu ready on %s:%s (%s)", settings.host, settings.port,
+                 "redis+" + ("mysql" if settings.mysql_url else "sqlite") if settings.redis_url
+                 else "embedded sqlite")
+
+    @app.before_server_stop
+    async def drain(app: Sanic) -> None:
+        await app.ctx.node.close_sockets()
+
+    @app.after_server_stop
+    async def stop(app: Sanic) -> None:
+        await app.ctx.node.stop()
+        await app.ctx.wechat.aclose()
+        await app.ctx.engines.close()
+
+    return app

@@ -1,0 +1,93 @@
+"""One typed settings object, read from environment variables.
+
+Every setting is documented in docs/configuration.md; names are `KEFU_<FIELD>` except the two
+connection URLs, which keep the conventional `MYSQL_URL` / `REDIS_URL`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KEFU_", extra="ignore")
+
+    env: Literal["dev", "production"] = "dev"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = Field(1, ge=1)
+    data_dir: Path = Path("var")
+
+    mysql_url: str | None = Field(None, validation_alias=AliasChoices("MYSQL_URL", "KEFU_MYSQL_URL"))
+    redis_url: str | None = Field(None, validation_alias=AliasChoices("REDIS_URL", "KEFU_REDIS_URL"))
+    redis_prefix: str = "kefu:"
+
+    user_token_ttl: int = 7 * 24 * 3600
+    agent_token_ttl: int = 12 * 3600
+    heartbeat_timeout: float = 40.0
+    max_message_bytes: int = 65536
+    max_frame_bytes: int = 262144
+    rate_per_sec: float = 10.0
+    rate_burst: int = 30
+    error_strikes: int = 10
+    send_queue: int = 512
+    dedupe_ttl: int = 24 * 3600
+
+    writer_batch: int = 500
+    writer_retry_max: float = 5.0
+    writer_claim_idle_ms: int = 30000
+
+    wechat_mode: Literal["sandbox", "real"] = "sandbox"
+    wechat_api_base: str = "https://api.weixin.qq.com"
+    wechat_mp_base: str = "https://mp.weixin.qq.com"
+    mp_appid: str = ""
+    mp_secret: str = ""
+    oa_appid: str = ""
+    oa_secret: str = ""
+    oa_token: str = ""
+    oa_aes_key: str = ""
+
+    api_key: str = ""
+    push_host: str = "127.0.0.1"
+    push_port: int = 5678
+    push_secret: str = ""
+    push_max_line: int = 65536
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.workers > 1 and not self.redis_url:
+            raise ValueError("KEFU_WORKERS > 1 needs REDIS_URL: workers share state through Redis")
+        if self.env == "production" and self.wechat_mode == "sandbox":
+            raise ValueError(
+                "the WeChat sandbox is dev-only; set KEFU_WECHAT_MODE=real with KEFU_MP_APPID/"
+                "KEFU_MP_SECRET for production"
+            )
+        if self.wechat_mode == "real" and not (self.mp_appid and self.mp_secret):
+            raise ValueError("KEFU_WECHAT_MODE=real needs KEFU_MP_APPID and KEFU_MP_SECRET")
+        return self
+
+    @property
+    def database_url(self) -> str:
+        """SQLAlchemy async URL: MySQL/MariaDB through aiomysql, else the embedded SQLite file."""
+        if self.mysql_url:
+            return to_driver_url(self.mysql_url, "mysql+aiomysql")
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'kefu.sqlite3').resolve()}"
+
+    @property
+    def sync_database_url(self) -> str:
+        """The same database for Alembic, which migrates through a synchronous driver."""
+        if self.mysql_url:
+            return to_driver_url(self.mysql_url, "mysql+pymysql")
+        return f"sqlite:///{(self.data_dir / 'kefu.sqlite3').resolve()}"
+
+
+def to_driver_url(url: str, driver: str) -> str:
+    """`mysql://u:p@h/db` → `<driver>://u:p@h/db?charset=utf8mb4` (emoji need utf8mb4)."""
+    _, _, rest = url.partition("://")
+    if "charset=" not in rest:
+        rest += ("&" if "?" in rest else "?") + "charset=utf8mb4"
+    return f"{driver}://{rest}"

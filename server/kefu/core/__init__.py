@@ -1,0 +1,1 @@
+"""The pure core: per-socket protocol state and the routing rules, drivable without sockets."""

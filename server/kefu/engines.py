@@ -1,0 +1,60 @@
+"""Build this process's engines from the settings: embedded (SQLite + in-process) or Redis + MySQL."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from kefu.broker.local import LocalBroker, LocalSequencer
+from kefu.broker.redis import RedisBroker, RedisSequencer
+from kefu.config import Settings
+from kefu.core.session import Limits
+from kefu.journal.local import LocalJournal
+from kefu.journal.redis import RedisJournal
+from kefu.node import Node
+from kefu.store.accounts import AccountStore
+from kefu.store.engine import make_engine
+from kefu.store.messages import MessageStore
+from kefu.store.tokens import RedisTokenStore, SqlTokenStore
+
+
+@dataclass
+class Engines:
+    node: Node
+    db: AsyncEngine
+    redis: Redis | None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    async def close(self) -> None:
+        await self.db.dispose()
+        if self.redis is not None:
+            await self.redis.aclose()
+
+
+def limits_of(s: Settings) -> Limits:
+    return Limits(max_message_bytes=s.max_message_bytes, heartbeat_timeout=s.heartbeat_timeout,
+                  rate_per_sec=s.rate_per_sec, rate_burst=s.rate_burst, error_strikes=s.error_strikes)
+
+
+def build(s: Settings) -> Engines:
+    db = make_engine(s.database_url)
+    messages = MessageStore(db)
+    accounts = AccountStore(db)
+    if s.redis_url:
+        redis = Redis.from_url(s.redis_url, health_check_interval=10, socket_connect_timeout=5)
+        node = Node(
+            broker=RedisBroker(redis, s.redis_prefix),
+            sequencer=RedisSequencer(redis, s.redis_prefix, s.dedupe_ttl),
+            journal=RedisJournal(redis, s.redis_prefix, messages, s.writer_batch, s.writer_retry_max,
+                                 s.writer_claim_idle_ms),
+            messages=messages, accounts=accounts, tokens=RedisTokenStore(redis, s.redis_prefix),
+            limits=limits_of(s))
+        return Engines(node, db, redis)
+    node = Node(
+        broker=LocalBroker(), sequencer=LocalSequencer(s.dedupe_ttl),
+        journal=LocalJournal(messages, s.writer_batch, s.writer_retry_max),
+        messages=messages, accounts=accounts, tokens=SqlTokenStore(db), limits=limits_of(s))
+    return Engines(node, db, None)

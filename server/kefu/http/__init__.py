@@ -1,0 +1,1 @@
+"""HTTP adapters: JSON endpoints for logins, the console and health."""

@@ -1,0 +1,139 @@
+"""This process's sockets: who is connected here, channel subscriptions, and bounded delivery.
+
+A `Conn` wraps one socket with a bounded send queue drained by its own task, so a slow reader
+costs only itself (it is closed with 4503 when its queue overflows), never the sender or others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from kefu import metrics
+from kefu.broker.base import Broker
+from kefu.core.routing import AGENTS, Envelope
+from kefu.core.session import CLOSE_SLOW_CONSUMER, Session
+from kefu.protocol import dumps
+
+log = logging.getLogger(__name__)
+
+SendText = Callable[[str], Awaitable[None]]
+CloseFn = Callable[[int, str], Awaitable[None]]
+
+
+class Conn:
+    def __init__(self, session: Session, send: SendText, close: CloseFn, queue_size: int) -> None:
+        self.session = session
+        self._send = send
+        self._close = close
+        self._queue: asyncio.Queue[str | None] = asyncio.Queue(queue_size)
+        self._task = asyncio.create_task(self._drain())
+        self.closing = False
+        self._after_drain = (1000, "")
+        self._closer: asyncio.Task | None = None
+
+    def push(self, frame: dict[str, Any] | str) -> None:
+        """Queue a frame without waiting; overflow means the client is not reading."""
+        if self.closing:
+            return
+        try:
+            self._queue.put_nowait(frame if isinstance(frame, str) else dumps(frame))
+        except asyncio.QueueFull:
+            self.close_soon(CLOSE_SLOW_CONSUMER, "slow consumer")
+
+    def close_soon(self, code: int, reason: str) -> None:
+        """Close after the frames already queued (an error frame before its 4429, say) are sent."""
+        if self.closing:
+            return
+        self.closing = True
+        metrics.CLOSES.labels(str(code)).inc()
+        if code == CLOSE_SLOW_CONSUMER:
+            self._task.cancel()
+            self._closer = asyncio.create_task(self._close(code, reason))
+            return
+        self._after_drain = (code, reason)
+        try:
+            self._queue.put_nowait(None)
+        except asyncio.QueueFull:
+            self._task.cancel()
+            self._closer = asyncio.create_task(self._close(code, reason))
+
+    async def _drain(self) -> None:
+        try:
+            while True:
+                text = await self._queue.get()
+                if text is None:
+                    code, reason = self._after_drain
+                    await self._close(code, reason)
+                    return
+                await self._send(text)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            return  # the socket is gone; the handler's receive loop notices and cleans up
+
+    async def stop(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self._task
+
+
+class Hub:
+    """Maps channels (user:<openid>, agent:<id>, agents) to this process's connections."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self.channels: dict[str, set[Conn]] = defaultdict(set)
+        self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    @staticmethod
+    def channels_of(conn: Conn) -> list[str]:
+        who = conn.session.who
+        return [who.channel, AGENTS] if who.role == "agent" else [who.channel]
+
+    async def add(self, conn: Conn) -> None:
+        for ch in self.channels_of(conn):
+            async with self._locks[ch]:
+                if not self.channels[ch]:
+                    await self.broker.subscribe(ch)
+                self.channels[ch].add(conn)
+        metrics.CONNECTIONS.labels(conn.session.who.role).inc()
+
+    async def remove(self, conn: Conn) -> None:
+        for ch in self.channels_of(conn):
+            async with self._locks[ch]:
+                members = self.channels.get(ch)
+                if members is None or conn not in members:
+                    continue
+                members.discard(conn)
+                if not members:
+                    del self.channels[ch]
+                    with contextlib.suppress(Exception):
+                        await self.broker.unsubscribe(ch)
+        metrics.CONNECTIONS.labels(conn.session.who.role).dec()
+
+    def on_broker_message(self, channel: str, raw: str) -> None:
+        """Fan an envelope out to this process's sockets on `channel`."""
+        conns = self.channels.get(channel)
+        if not conns:
+            return
+        env = Envelope.loads(raw)
+        text: str | None = None
+        for conn in list(conns):
+            if conn.session.kicked_by(env):
+                conn.close_soon(4401, "logged out")
+                continue
+            frame = conn.session.frame_for(env)
+            if frame is not None:
+                text = text or dumps(frame)
+                conn.push(text)
+
+    def all_conns(self) -> set[Conn]:
+        return {c for members in self.channels.values() for c in members}
+
+    def count(self) -> int:
+        return len(self.all_conns())

@@ -1,0 +1,17 @@
+"""The column names queries use. The schema itself (types, keys, indexes) is in migrations/."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+
+def _table(name: str, *columns: str) -> sa.TableClause:
+    return sa.table(name, *(sa.column(c) for c in columns))
+
+
+messages = _table("messages", "id", "openid", "sender", "agent_id", "agent_name", "sender_key", "cmid",
+                  "body", "ts")
+conversations = _table("conversations", "openid", "last_message_id", "agent_read_upto", "user_read_upto")
+agents = _table("agents", "id", "name", "password_hash", "created_at")
+users = _table("users", "openid", "unionid", "created_at", "last_login_at")
+tokens = _table("tokens", "digest", "role", "openid", "agent_id", "agent_name", "expires_at")

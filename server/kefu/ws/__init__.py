@@ -1,0 +1,1 @@
+"""WebSocket adapters: turn socket events into calls on the session and the node."""
