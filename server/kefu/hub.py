@@ -76,10 +76,15 @@ class Conn:
         except Exception:
             return  # the socket is gone; the handler's receive loop notices and cleans up
 
-    async def stop(self) -> None:
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await self._task
+    async def stop(self, grace: float = 5.0) -> None:
+        """Finish a close already under way (its queued frames, then the close frame), else cut."""
+        pending = [t for t in (self._task, self._closer) if t is not None and not t.done()]
+        if self.closing and pending:
+            await asyncio.wait(pending, timeout=grace)
+        for t in pending:
+            t.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
 
 
 class Hub:

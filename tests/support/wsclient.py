@@ -16,7 +16,8 @@ class WsClient:
         self.conn = conn
 
     @classmethod
-    async def connect(cls, url: str, token: str | None = None, v2: bool = True, **kw: Any) -> WsClient:
+    async def connect(cls, url: str, token: str | None = None, v2: bool = True, hello: bool = True,
+                      **kw: Any) -> WsClient:
         q = []
         if token is not None:
             q.append(f"token={token}")
@@ -25,7 +26,7 @@ class WsClient:
         kw.setdefault("max_size", 2**22)
         conn = await websockets.connect(url + ("?" + "&".join(q) if q else ""), open_timeout=10, **kw)
         client = cls(conn)
-        if v2 and token is not None:
+        if v2 and hello and token is not None:
             hello = await client.recv(timeout=5)
             assert hello["cmd"] == "hello", hello
             client.hello = hello
@@ -37,7 +38,8 @@ class WsClient:
     async def recv(self, timeout: float = 5.0) -> dict[str, Any]:
         return json.loads(await asyncio.wait_for(self.conn.recv(), timeout))
 
-    async def recv_until(self, pred: Callable[[dict[str, Any]], bool], timeout: float = 5.0) -> dict[str, Any]:
+    async def recv_until(self, pred: Callable[[dict[str, Any]], bool],
+                         timeout: float = 5.0) -> dict[str, Any]:
         """Skip frames until one matches; fails after `timeout` seconds in all."""
         async with asyncio.timeout(timeout):
             while True:
@@ -64,8 +66,7 @@ class WsClient:
                     await self.conn.recv()
         except websockets.ConnectionClosed:
             pass
-        rcvd = self.conn.close_rcvd
-        return (rcvd.code, rcvd.reason) if rcvd else (None, "")
+        return self.conn.close_code, self.conn.close_reason or ""
 
     async def close(self) -> None:
         await self.conn.close()
