@@ -25,6 +25,7 @@ class Settings(BaseSettings):
     mysql_url: str | None = Field(None, validation_alias=AliasChoices("MYSQL_URL", "KEFU_MYSQL_URL"))
     redis_url: str | None = Field(None, validation_alias=AliasChoices("REDIS_URL", "KEFU_REDIS_URL"))
     redis_prefix: str = "kefu:"
+    redis_pool_size: int = 64
 
     user_token_ttl: int = 7 * 24 * 3600
     agent_token_ttl: int = 12 * 3600

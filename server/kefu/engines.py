@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from kefu.broker.local import LocalBroker, LocalSequencer
@@ -44,7 +44,10 @@ def build(s: Settings) -> Engines:
     messages = MessageStore(db)
     accounts = AccountStore(db)
     if s.redis_url:
-        redis = Redis.from_url(s.redis_url, health_check_interval=10, socket_connect_timeout=5)
+        # A blocking pool queues a burst for a free connection instead of failing it outright.
+        redis = Redis(connection_pool=BlockingConnectionPool.from_url(
+            s.redis_url, max_connections=s.redis_pool_size, timeout=10, health_check_interval=10,
+            socket_connect_timeout=5))
         node = Node(
             broker=RedisBroker(redis, s.redis_prefix),
             sequencer=RedisSequencer(redis, s.redis_prefix, s.dedupe_ttl),

@@ -111,10 +111,8 @@ class Node:
         if dup:
             return Accepted(m, None, delivered=True, dup=True)
         durable = asyncio.ensure_future(self._append(who, m))
-        text = message_envelope(m, origin).dumps()
-        user_ch, agents_ch = conversation_channels(m.openid)
-        to_user = await self.broker.publish(user_ch, text)
-        to_agents = await self.broker.publish(agents_ch, text)
+        to_user, to_agents = await self.broker.publish(conversation_channels(m.openid),
+                                                        message_envelope(m, origin).dumps())
         metrics.MESSAGES_ACCEPTED.labels(who.role).inc()
         return Accepted(m, durable, delivered=(to_agents if who.role == "user" else to_user) > 0)
 
@@ -141,15 +139,14 @@ class Node:
             pending = await self.journal.pending(openid, 0)
             upto = max([m.id for m in latest + pending], default=0)
         upto = await self.messages.mark_read(openid, who.role, upto)
-        text = read_envelope(openid, who.role, upto, origin).dumps()
-        for ch in conversation_channels(openid):
-            await self.broker.publish(ch, text)
+        envelope = read_envelope(openid, who.role, upto, origin)
+        await self.broker.publish(conversation_channels(openid), envelope.dumps())
         return upto
 
     async def logout(self, token: str, who: Identity) -> None:
         await self.tokens.revoke(token)
         kick = Envelope("kick", who.role, token_digest=digest(token)).dumps()
-        await self.broker.publish(who.channel, kick)
+        await self.broker.publish((who.channel,), kick)
 
     async def is_online(self, role: Role, key: str) -> bool:
         """Whether any process holds a socket for a user openid (or any agent, for role agent)."""

@@ -27,11 +27,14 @@ class LocalBroker:
     async def online(self, channel: str) -> bool:
         return channel in self._channels
 
-    async def publish(self, channel: str, data: str) -> int:
-        if channel not in self._channels or self._on_message is None:
-            return 0
-        self._on_message(channel, data)
-        return 1
+    async def publish(self, channels: tuple[str, ...], data: str) -> list[int]:
+        counts = []
+        for channel in channels:
+            here = channel in self._channels and self._on_message is not None
+            if here:
+                self._on_message(channel, data)  # type: ignore[misc]
+            counts.append(int(here))
+        return counts
 
 
 class LocalSequencer:

@@ -57,8 +57,11 @@ class RedisBroker:
     async def unsubscribe(self, channel: str) -> None:
         await self._pubsub.unsubscribe(f"{self.prefix}ch:{channel}")
 
-    async def publish(self, channel: str, data: str) -> int:
-        return int(await self.redis.publish(f"{self.prefix}ch:{channel}", data))
+    async def publish(self, channels: tuple[str, ...], data: str) -> list[int]:
+        async with self.redis.pipeline(transaction=False) as p:
+            for channel in channels:
+                p.publish(f"{self.prefix}ch:{channel}", data)
+            return [int(n) for n in await p.execute()]
 
     async def online(self, channel: str) -> bool:
         counts = await self.redis.pubsub_numsub(f"{self.prefix}ch:{channel}")
