@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from functools import partial
+from json import dumps as json_dumps
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sanic import Request, Sanic, json, redirect
@@ -21,7 +23,7 @@ log = logging.getLogger("kefu")
 
 def create_app(settings: Settings | None = None) -> Sanic:
     settings = settings or Settings()
-    app = Sanic("kefu")
+    app = Sanic("kefu", dumps=partial(json_dumps, ensure_ascii=False, separators=(",", ":")))
     app.config.WEBSOCKET_MAX_SIZE = settings.max_frame_bytes
     app.config.REQUEST_MAX_SIZE = settings.max_frame_bytes
     app.config.ACCESS_LOG = False  # query strings carry tokens
