@@ -69,7 +69,7 @@ async def _with_accounts(fn):  # type: ignore[no-untyped-def]
 
 
 def _password(args: argparse.Namespace) -> str:
-    pw = os.environ.get("KEFU_AGENT_PASSWORD") or (args.password if args.password else None)
+    pw = args.password or os.environ.get("KEFU_AGENT_PASSWORD")
     if pw is None:
         pw = getpass.getpass("password: ")
     if len(pw) < 8:
