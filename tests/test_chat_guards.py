@@ -31,10 +31,11 @@ async def test_sockets_without_a_valid_token_are_closed_4401_before_any_data(dep
     assert me.status_code == 401
 
 
-async def test_expired_tokens_are_refused(deployment):
-    srv = deployment.server(KEFU_USER_TOKEN_TTL="1")
+async def test_expired_tokens_are_refused_and_close_open_sockets(deployment):
+    srv = deployment.server(KEFU_USER_TOKEN_TTL="2", KEFU_HEARTBEAT_TIMEOUT="4")
     token, _ = srv.user_token("short-lived")
-    await asyncio.sleep(2.2)
+    open_socket = await WsClient.connect(srv.ws_url, token)
+    assert await open_socket.closed(timeout=6) == (4401, "token expired")
     c = await WsClient.connect(srv.ws_url, token, v2=False)
     assert await c.closed() == (4401, "invalid token")
 

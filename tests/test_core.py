@@ -125,6 +125,14 @@ def test_fan_out_rules_for_legacy_and_v2_sockets():
     assert user_other_legacy.frame_for(read) is None
 
 
+def test_a_session_ends_with_its_token():
+    who = Identity(role="user", openid="o_user", expires_at=1000)
+    assert who == USER  # expiry is not part of who someone is
+    s = Session(who, "c", True, LIMITS, 0)
+    assert not s.token_expired(999.9) and s.token_expired(1000)
+    assert not Session(USER, "c", True, LIMITS, 0).token_expired(10**12)
+
+
 def test_kick_reaches_only_sockets_of_that_token():
     s = Session(USER, "u1", True, LIMITS, 0, token_digest="abc")
     other = Session(USER, "u2", True, LIMITS, 0, token_digest="def")

@@ -23,7 +23,7 @@ from kefu.core.routing import (
     message_envelope,
     read_envelope,
 )
-from kefu.core.session import CLOSE_GOING_AWAY, CLOSE_HEARTBEAT, Limits
+from kefu.core.session import CLOSE_GOING_AWAY, CLOSE_HEARTBEAT, CLOSE_UNAUTHORIZED, Limits
 from kefu.hub import Hub
 from kefu.journal.base import Journal, JournalUnavailable
 from kefu.protocol import Identity, Message, Role, SendMessage, ack_frame, error_frame
@@ -96,10 +96,12 @@ class Node:
         period = min(5.0, max(0.2, self.limits.heartbeat_timeout / 4))
         while True:
             await asyncio.sleep(period)
-            now = time.monotonic()
+            now, wall = time.monotonic(), time.time()
             for conn in self.hub.all_conns():
                 if conn.session.is_idle(now):
                     conn.close_soon(CLOSE_HEARTBEAT, "heartbeat timeout")
+                elif conn.session.token_expired(wall):
+                    conn.close_soon(CLOSE_UNAUTHORIZED, "token expired")
 
     # ---- messages ------------------------------------------------------------------------------
 

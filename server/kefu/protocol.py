@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Role = Literal["user", "agent"]
@@ -26,6 +26,7 @@ class Identity:
     openid: str | None = None
     agent_id: int | None = None
     agent_name: str | None = None
+    expires_at: int | None = field(default=None, compare=False)  # of the token it came from
 
     @property
     def sender(self) -> str:

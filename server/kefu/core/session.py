@@ -48,6 +48,10 @@ class Session:
     def is_idle(self, now: float) -> bool:
         return now - self.last_seen > self.limits.heartbeat_timeout
 
+    def token_expired(self, wall_now: float) -> bool:
+        """A socket lives no longer than the token it was opened with."""
+        return self.who.expires_at is not None and wall_now >= self.who.expires_at
+
     def receive(self, text: str, now: float) -> ClientFrame:
         """Parse and authorise one text frame; raises ProtocolError with the error to send."""
         self.touch(now)

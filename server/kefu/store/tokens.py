@@ -52,7 +52,8 @@ class SqlTokenStore:
                 tokens.c.digest == digest(token), tokens.c.expires_at > int(time.time())))).first()
         if r is None:
             return None
-        return Identity(role=r.role, openid=r.openid, agent_id=r.agent_id, agent_name=r.agent_name)
+        return Identity(role=r.role, openid=r.openid, agent_id=r.agent_id, agent_name=r.agent_name,
+                        expires_at=r.expires_at)
 
     async def revoke(self, token: str) -> bool:
         async with self.engine.begin() as conn:
@@ -70,12 +71,15 @@ class RedisTokenStore:
 
     async def issue(self, who: Identity, ttl: int) -> str:
         token = secrets.token_urlsafe(32)
-        await self.redis.set(self._key(token), json.dumps(_encode(who)), ex=ttl)
+        record = _encode(who) | {"expires_at": int(time.time()) + ttl}
+        await self.redis.set(self._key(token), json.dumps(record), ex=ttl)
         return token
 
     async def resolve(self, token: str) -> Identity | None:
         raw = await self.redis.get(self._key(token))
-        return Identity(**json.loads(raw)) if raw else None
+        who = Identity(**json.loads(raw)) if raw else None
+        # The key's TTL and the recorded expiry round differently; the recorded one decides.
+        return who if who and (who.expires_at or 0) > time.time() else None
 
     async def revoke(self, token: str) -> bool:
         return bool(await self.redis.delete(self._key(token)))
