@@ -136,7 +136,8 @@ async def test_read_receipts_and_unread_counts(deployment):
     await agent.recv_until(lambda f: f.get("cmd") == "ack")
     wait_stored(deployment, 3)
     me = httpx.get(srv.base_url + "/api/me", headers={"Authorization": f"Bearer {token}"}).json()
-    assert me == {"role": "user", "openid": openid, "unread": 1}
+    assert me == {"role": "user", "openid": openid, "unread": 1, "agent_read_upto": receipt["upto"],
+                  "user_read_upto": 0}
     r = httpx.post(srv.base_url + f"/api/conversations/{openid}/read", json={},
                    headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 200 and r.json()["by"] == "user"

@@ -137,3 +137,42 @@ def test_production_refuses_the_sandbox(tmp_path):
     srv = KefuServer({"KEFU_ENV": "production", "KEFU_DATA_DIR": str(tmp_path)}, tmp_path / "prod.log")
     r = srv.cli("serve", check=False)
     assert r.returncode != 0 and "sandbox is dev-only" in r.stderr
+
+
+async def test_unread_counts_replies_still_in_the_journal_once(redis_deployment):
+    """A reply acked but not yet written is unread already; once written (and while the journal
+    still holds it) it counts once. Real MariaDB + Redis; the journal's writer is not started."""
+    from redis.asyncio import Redis
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from kefu.config import to_driver_url
+    from kefu.journal.redis import RedisJournal
+    from kefu.node import Node
+    from kefu.protocol import Message
+    from kefu.store.messages import MessageStore
+
+    d = redis_deployment
+    d.server(start=False)  # creates the schema
+    engine = create_async_engine(to_driver_url(services.mysql_url(d.database), "mysql+aiomysql"))
+    redis = Redis.from_url(services.REDIS_URL_BASE)
+    store = MessageStore(engine)
+    journal = RedisJournal(redis, d.prefix, store, batch=100, max_backoff=1.0, claim_idle_ms=1000)
+    node = Node(broker=None, sequencer=None, journal=journal, messages=store,  # type: ignore[arg-type]
+                accounts=None, tokens=None, limits=None)  # type: ignore[arg-type]
+    try:
+        def reply(i: int) -> Message:
+            return Message(id=i, ts=1_700_000_000_000 + i, openid="o_pending", sender="agent", msg=f"r{i}",
+                           agent_id=1, agent="ann", cmid=f"r{i}")
+
+        await store.insert_batch([reply(1)])
+        await store.mark_read("o_pending", "user", 1)
+        await journal.append(reply(2))
+        await journal.append(reply(3))
+        assert await node.read_state("o_pending") == {"unread": 2, "agent_read_upto": 0, "user_read_upto": 1}
+        await store.insert_batch([reply(2)])  # written, not yet removed from the journal
+        assert (await node.read_state("o_pending"))["unread"] == 2
+        await store.mark_read("o_pending", "user", 2)
+        assert (await node.read_state("o_pending"))["unread"] == 1
+    finally:
+        await redis.aclose()
+        await engine.dispose()

@@ -16,6 +16,7 @@ from typing import Any
 
 from kefu import metrics
 from kefu.broker.base import Broker, Sequencer
+from kefu.core.push import push_envelope
 from kefu.core.routing import (
     AGENTS,
     Envelope,
@@ -135,6 +136,15 @@ class Node:
         merged = sorted({m.id: m for m in [*stored, *pending]}.values(), key=lambda m: m.id)
         return merged[:limit], len(merged) > limit
 
+    async def read_state(self, openid: str) -> dict[str, int]:
+        """A user's read marks and unread count, counting agent messages still in the journal:
+        a reply acked a moment ago is unread even before the writer has stored it."""
+        marks = await self.messages.read_marks(openid)
+        mark = marks["user_read_upto"]
+        pending = {m.id for m in await self.journal.pending(openid, mark) if m.sender == "agent"}
+        stored = await self.messages.count_from_agents(openid, mark, sorted(pending))
+        return {"unread": stored + len(pending), **marks}
+
     async def mark_read(self, who: Identity, openid: str, upto: int | None, origin: str = "") -> int:
         if upto is None:
             latest = await self.messages.history(openid, None, 1)
@@ -149,6 +159,11 @@ class Node:
         await self.tokens.revoke(token)
         kick = Envelope("kick", who.role, token_digest=digest(token)).dumps()
         await self.broker.publish((who.channel,), kick)
+
+    async def push(self, channel: str, frame: dict[str, Any]) -> int:
+        """A backend push (docs/protocol.md §6): how many nodes hold a socket on `channel`."""
+        (nodes,) = await self.broker.publish((channel,), push_envelope(frame).dumps())
+        return nodes
 
     async def is_online(self, role: Role, key: str) -> bool:
         """Whether any process holds a socket for a user openid (or any agent, for role agent)."""

@@ -112,8 +112,8 @@ async def me(request: Request) -> HTTPResponse:
     _, who = await _who(request)
     if who.role == "agent":
         return json({"role": "agent", "agent": {"id": who.agent_id, "name": who.agent_name}})
-    unread = await request.app.ctx.node.messages.unread_for_user(who.openid)
-    return json({"role": "user", "openid": who.openid, "unread": unread})
+    state = await request.app.ctx.node.read_state(who.openid)
+    return json({"role": "user", "openid": who.openid, **state})
 
 
 @api.get("/conversations")

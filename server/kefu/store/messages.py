@@ -93,12 +93,21 @@ class MessageStore:
             "agent_read_upto": r.agent_read_upto, "user_read_upto": r.user_read_upto,
         } for r in rows]
 
-    async def unread_for_user(self, openid: str) -> int:
+    async def read_marks(self, openid: str) -> dict[str, int]:
+        """Where the agents' and the user's read marks stand in one conversation (0: never read)."""
+        q = sa.select(conversations.c.agent_read_upto, conversations.c.user_read_upto).where(
+            conversations.c.openid == openid)
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(q)).first()
+        return {"agent_read_upto": int(row.agent_read_upto or 0) if row else 0,
+                "user_read_upto": int(row.user_read_upto or 0) if row else 0}
+
+    async def count_from_agents(self, openid: str, after: int, excluding: Sequence[int] = ()) -> int:
+        """Stored agent messages to `openid` after id `after`, not counting the ids in `excluding`."""
         q = (sa.select(sa.func.count()).select_from(messages)
-             .where(messages.c.openid == openid, messages.c.sender == "agent",
-                    messages.c.id > sa.func.coalesce(
-                        sa.select(conversations.c.user_read_upto)
-                        .where(conversations.c.openid == openid).scalar_subquery(), 0)))
+             .where(messages.c.openid == openid, messages.c.sender == "agent", messages.c.id > after))
+        if excluding:
+            q = q.where(messages.c.id.not_in(list(excluding)))
         async with self.engine.connect() as conn:
             return int(await conn.scalar(q) or 0)
 
