@@ -136,22 +136,27 @@ async def test_persistent_abuse_is_closed_4429_and_floods_are_rate_limited(deplo
 async def test_silent_sockets_are_closed_4408_and_heartbeats_keep_them(deployment):
     srv = deployment.server(KEFU_HEARTBEAT_TIMEOUT="1.5")
     token, openid = srv.user_token("sleepy")
+    srv.create_agent("waker")
+    agent = await WsClient.connect(srv.ws_url, srv.agent_token("waker"), ping_interval=0.4)
     silent = await WsClient.connect(srv.ws_url, token, ping_interval=None)
     app_pinger = await WsClient.connect(srv.ws_url, token, ping_interval=None)
     proto_pinger = await WsClient.connect(srv.ws_url, token, ping_interval=0.4)
+    stop = asyncio.Event()
 
     async def ping_loop() -> None:
-        for _ in range(12):
+        for _ in range(40):  # bounded: ~12 s at most
             await app_pinger.send({"cmd": "ping"})
             assert (await app_pinger.recv())["cmd"] == "pong"
+            if stop.is_set():
+                return
             await asyncio.sleep(0.3)
 
     pinging = asyncio.create_task(ping_loop())
     assert await silent.closed(timeout=6) == (4408, "heartbeat timeout")
+    await asyncio.sleep(1.0)  # a heartbeat timeout later than the silent socket's end
+    stop.set()
     await pinging
     # Both heartbeating sockets outlived the silent one and are still in the user's channel.
-    srv.create_agent("waker")
-    agent = await WsClient.connect(srv.ws_url, srv.agent_token("waker"))
     await agent.send({"msg": "still there?", "type": 1, "openid": openid, "cmid": "w"})
     assert (await agent.recv())["delivered"] is True
     assert (await app_pinger.recv())["msg"] == "still there?"
