@@ -8,26 +8,8 @@
 //
 // Plain CommonJS, only `wx.*` and timers: no Node or browser APIs.
 
-var DEFAULTS = {
-  baseUrl: '',
-  socketUrl: '',
-  chatTabIndex: 1,
-  heartbeatInterval: 30000,
-  pongTimeout: 10000,
-  connectTimeout: 10000,
-  reconnectBaseDelay: 1000,
-  reconnectMaxDelay: 30000,
-  syncOverlap: 10000,
-  syncLimit: 200,
-  historyLimit: 50,
-  maxMessages: 500,
-  sendBurst: 10,
-  sendInterval: 150,
-  resendDelay: 2000,
-  requestTimeout: 10000,
-  storagePrefix: 'kefu_',
-  debug: false
-};
+// Every setting and its default lives in config.js; createKefu({config}) overrides any of them.
+var DEFAULTS = require('../config.js');
 
 // Close codes (docs/protocol.md §5).
 var CLOSE_UNAUTHORIZED = 4401;
@@ -786,7 +768,7 @@ var instance = null;
 function getKefu() {
   if (!instance) {
     if (typeof wx === 'undefined') throw new Error('getKefu: no global wx; use createKefu({ wx, config })'); // eslint-disable-line no-undef
-    instance = createKefu({ wx: wx, config: require('../config.js') }); // eslint-disable-line no-undef
+    instance = createKefu({ wx: wx }); // eslint-disable-line no-undef
   }
   return instance;
 }

@@ -96,6 +96,19 @@ async function synced(kefu, events, count, timeout = 10000) {
     { timeout, what: `sync #${count} to finish` });
 }
 
+// A launched mini-program connected to the server, past its first sync, with an agent online.
+// `page`: 'shown' (chat tab open), 'loaded' (chat page loaded, another tab shown) or none.
+async function launched({ page, ...clientOptions } = {}) {
+  const agent = await agentSocket();
+  const client = makeClient(clientOptions);
+  const chat = page ? chatPage(client.kefu) : {};
+  await client.kefu.start();
+  if (page === 'shown') chat.page.onShow();
+  await connected(client.kefu, client.ctl);
+  await synced(client.kefu, client.events, 1);
+  return { agent, ...client, ...chat, openid: client.kefu.openid };
+}
+
 const count = (list, pred) => list.filter(pred).length;
 
 test('logs in with wx.login → POST /api/login, stores the token and opens one v2 socket', { timeout: TEST_TIMEOUT }, async () => {
@@ -143,14 +156,7 @@ test('logs in with wx.login → POST /api/login, stores the token and opens one 
 });
 
 test('sends and receives through the chat page logic', { timeout: TEST_TIMEOUT }, async () => {
-  const agent = await agentSocket();
-  const { kefu, ctl, events } = makeClient();
-  const { page, view } = chatPage(kefu);
-  await kefu.start();
-  page.onShow();
-  await connected(kefu, ctl);
-  await synced(kefu, events, 1);
-  const openid = kefu.openid;
+  const { agent, kefu, ctl, events, page, view, openid } = await launched({ page: 'shown' });
 
   page.onInput('   ');
   assert.equal(page.send(), null, 'blank input sends nothing');
@@ -206,11 +212,7 @@ test('heartbeat: pings on the configured interval, gets pongs, and replaces a de
 });
 
 test('server restart: offline queue flushed once, missed agent messages synced once', { timeout: TEST_TIMEOUT }, async () => {
-  let agent = await agentSocket();
-  const { kefu, ctl, events } = makeClient();
-  await kefu.start();
-  await connected(kefu, ctl);
-  await synced(kefu, events, 1);
+  let { agent, kefu, ctl, events } = await launched();
   const openid = kefu.openid;
 
   const first = kefu.send('before the restart');
@@ -269,11 +271,7 @@ test('server restart: offline queue flushed once, missed agent messages synced o
 });
 
 test('sync pages while the server says "more"', { timeout: TEST_TIMEOUT }, async () => {
-  const agent = await agentSocket();
-  const { kefu, ctl, events } = makeClient({ config: { syncLimit: 2 } });
-  await kefu.start();
-  await connected(kefu, ctl);
-  await synced(kefu, events, 1);
+  const { agent, kefu, ctl, events } = await launched({ config: { syncLimit: 2 } });
   const openid = kefu.openid;
 
   ctl.setOffline(true); // the connection drops; reconnects fail until back online
@@ -316,11 +314,7 @@ test('app lifecycle: no retries in the background, at once on show; 4429 stops r
 });
 
 test('an unacked message is resent with the same cmid after reconnect and stored once', { timeout: TEST_TIMEOUT }, async () => {
-  const agent = await agentSocket();
-  const { kefu, ctl, events } = makeClient();
-  await kefu.start();
-  await connected(kefu, ctl);
-  await synced(kefu, events, 1);
+  const { agent, kefu, ctl, events } = await launched();
   const openid = kefu.openid;
 
   const sock = ctl.current();
@@ -375,13 +369,9 @@ test('messages typed offline survive an app restart and are sent once', { timeou
 });
 
 test('tab-bar badge: String counts while the chat page is hidden, removed when it is shown', { timeout: TEST_TIMEOUT }, async () => {
-  const agent = await agentSocket();
+  // The chat page is loaded, not shown: the user is on the home tab.
   const code = `node-test-user-${RUN}-badge`;
-  const { kefu, ctl, events } = makeClient({ code });
-  const { page } = chatPage(kefu); // loaded, not shown: the user is on the home tab
-  await kefu.start();
-  await connected(kefu, ctl);
-  await synced(kefu, events, 1);
+  const { agent, kefu, ctl, page } = await launched({ page: 'loaded', code });
   const openid = kefu.openid;
   const tab = mpConfig.chatTabIndex;
   const sets = () => ctl.calls.setTabBarBadge.map((c) => c.text);
@@ -460,14 +450,7 @@ test('token revoked: socket closed with 4401 → wx.login again → reconnect', 
 });
 
 test('read receipts: user messages up to the agent read mark show "read"', { timeout: TEST_TIMEOUT }, async () => {
-  const agent = await agentSocket();
-  const { kefu, ctl, events } = makeClient();
-  const { page, view } = chatPage(kefu);
-  await kefu.start();
-  page.onShow();
-  await connected(kefu, ctl);
-  await synced(kefu, events, 1);
-  const openid = kefu.openid;
+  const { agent, kefu, ctl, events, page, view, openid } = await launched({ page: 'shown' });
 
   page.onInput('first question');
   const c1 = page.send();
