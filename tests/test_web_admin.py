@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -20,7 +19,6 @@ from tests.support.wsclient import WsClient
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-DOCS_SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "img" / "console.png"
 AGENT, PASSWORD = "alice", "correct-horse-1"
 XSS = "<img src=x onerror=alert(1)>"
 
@@ -305,8 +303,6 @@ async def test_several_conversations_sorted_by_activity_with_their_own_badges(co
     await page.locator("#composer-input").fill("好的，我帮您")
 
     await console.shot("overview")
-    DOCS_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(ARTIFACTS / "console-overview.png", DOCS_SCREENSHOT)
     for c in (headphones, refund, address, colleague):
         await c.close()
 

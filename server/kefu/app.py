@@ -15,6 +15,7 @@ from kefu.config import Settings
 from kefu.http.api import api
 from kefu.http.errors import error_response
 from kefu.paths import bundled
+from kefu.qr import install as install_qr
 from kefu.wechat.setup import make_login_provider
 from kefu.ws.chat import chat_socket
 
@@ -75,4 +76,5 @@ def create_app(settings: Settings | None = None) -> Sanic:
         await app.ctx.wechat.aclose()
         await app.ctx.engines.close()
 
+    install_qr(app, settings)  # QR login + push API; last, so it starts after and stops before the core
     return app

@@ -6,6 +6,7 @@ connection URLs, which keep the conventional `MYSQL_URL` / `REDIS_URL`.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
@@ -54,9 +55,11 @@ class Settings(BaseSettings):
 
     api_key: str = ""
     push_host: str = "127.0.0.1"
-    push_port: int = 5678
+    push_port: int = Field(5678, ge=0, le=65535)
     push_secret: str = ""
-    push_max_line: int = 65536
+    push_max_line: int = Field(65536, ge=64)
+    push_idle_timeout: float = Field(60.0, gt=0)
+    qr_expire_seconds: int = Field(300, ge=1, le=2_592_000)
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
@@ -69,6 +72,13 @@ class Settings(BaseSettings):
             )
         if self.wechat_mode == "real" and not (self.mp_appid and self.mp_secret):
             raise ValueError("KEFU_WECHAT_MODE=real needs KEFU_MP_APPID and KEFU_MP_SECRET")
+        if self.push_port and not self.push_secret and not is_loopback(self.push_host):
+            raise ValueError(
+                f"KEFU_PUSH_HOST={self.push_host} is not a loopback address: the push port has no "
+                "other authentication, so set KEFU_PUSH_SECRET (every line must then carry it)"
+            )
+        if self.oa_aes_key and len(self.oa_aes_key) != 43:
+            raise ValueError("KEFU_OA_AES_KEY (the EncodingAESKey) must be 43 characters")
         return self
 
     @property
@@ -84,6 +94,16 @@ class Settings(BaseSettings):
         if self.mysql_url:
             return to_driver_url(self.mysql_url, "mysql+pymysql")
         return f"sqlite:///{(self.data_dir / 'kefu.sqlite3').resolve()}"
+
+
+def is_loopback(host: str) -> bool:
+    """`127.0.0.1`, `::1`, `localhost`: reachable only from this machine."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # any other name may resolve to a public address
 
 
 def to_driver_url(url: str, driver: str) -> str:

@@ -94,14 +94,22 @@ class Hub:
         self.broker = broker
         self.channels: dict[str, set[Conn]] = defaultdict(set)
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        # Sockets on no channel yet (a QR page before it binds): still swept for idleness, drained.
+        self.unbound: set[Conn] = set()
 
     @staticmethod
     def channels_of(conn: Conn) -> list[str]:
+        explicit = getattr(conn.session, "channels", None)  # sessions that choose their channels
+        if explicit is not None:
+            return list(explicit)
         who = conn.session.who
         return [who.channel, AGENTS] if who.role == "agent" else [who.channel]
 
     async def add(self, conn: Conn) -> None:
-        for ch in self.channels_of(conn):
+        chans = self.channels_of(conn)
+        if not chans:
+            self.unbound.add(conn)
+        for ch in chans:
             async with self._locks[ch]:
                 if not self.channels[ch]:
                     await self.broker.subscribe(ch)
@@ -109,6 +117,7 @@ class Hub:
         metrics.CONNECTIONS.labels(conn.session.who.role).inc()
 
     async def remove(self, conn: Conn) -> None:
+        self.unbound.discard(conn)
         for ch in self.channels_of(conn):
             async with self._locks[ch]:
                 members = self.channels.get(ch)
@@ -119,6 +128,7 @@ class Hub:
                     del self.channels[ch]
                     with contextlib.suppress(Exception):
                         await self.broker.unsubscribe(ch)
+            self._drop_lock(ch)
         metrics.CONNECTIONS.labels(conn.session.who.role).dec()
 
     def on_broker_message(self, channel: str, raw: str) -> None:
@@ -137,8 +147,16 @@ class Hub:
                 text = text or dumps(frame)
                 conn.push(text)
 
+    def _drop_lock(self, ch: str) -> None:
+        """Forget an idle channel's lock, or short-lived channels (QR pages) would pile up locks.
+        Safe without awaiting: nobody holds or waits for it, and `async with` takes it at once."""
+        lock = self._locks.get(ch)
+        if ch not in self.channels and lock is not None and not lock.locked() \
+                and not getattr(lock, "_waiters", None):
+            del self._locks[ch]
+
     def all_conns(self) -> set[Conn]:
-        return {c for members in self.channels.values() for c in members}
+        return {c for members in self.channels.values() for c in members} | self.unbound
 
     def count(self) -> int:
         return len(self.all_conns())

@@ -113,14 +113,20 @@ class ProtocolError(Exception):
         return error_frame(self.code, self.message, self.cmid)
 
 
-def parse(text: str, who: Identity, max_message_bytes: int) -> ClientFrame:
-    """Turn one text frame into a typed request that `who` is allowed to make, or raise."""
+def load_object(text: str) -> dict[str, Any]:
+    """A text frame's JSON object, or `bad_json`: every frame a client sends is one."""
     try:
         obj = json.loads(text)
     except ValueError:
         raise ProtocolError("bad_json", "frame is not valid JSON") from None
     if not isinstance(obj, dict):
         raise ProtocolError("bad_json", "frame must be a JSON object")
+    return obj
+
+
+def parse(text: str, who: Identity, max_message_bytes: int) -> ClientFrame:
+    """Turn one text frame into a typed request that `who` is allowed to make, or raise."""
+    obj = load_object(text)
     cmd = obj.get("cmd")
     if cmd is not None:
         return _parse_cmd(cmd, obj, who)

@@ -1,7 +1,8 @@
 """Where fan-out goes: the broker channels an event is published on, and its envelope.
 
 Channels: `user:<openid>` (every socket of one user), `agents` (every agent socket),
-`agent:<id>` (one agent's sockets, for logout kicks). A node subscribes to a channel while it
+`agent:<id>` (one agent's sockets, for logout kicks); for QR pages `page:<uid>`, `page:<uid>:<ticket
+digest>` and `pages` (see core/push.py). A node subscribes to a channel while it
 holds at least one socket for it, so a publish's receiver count says whether anyone is online.
 """
 
@@ -24,8 +25,8 @@ def user_channel(openid: str) -> str:
 class Envelope:
     """One fan-out event. `side` is the role that caused it; `origin` the socket that sent it."""
 
-    kind: Literal["message", "read", "kick"]
-    side: Role
+    kind: Literal["message", "read", "kick", "push"]
+    side: Role | Literal["backend"]
     origin: str = ""
     frame: dict[str, Any] = field(default_factory=dict)
     token_digest: str = ""

@@ -1,0 +1,45 @@
+"""`POST /api/push`: backends push a JSON object to a QR page (uid), a user (openid) or all pages."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+
+from sanic import Blueprint, Request, json
+from sanic.response import HTTPResponse
+
+from kefu.core.push import PushError, parse_push
+from kefu.http.errors import ApiError
+from kefu.node import Node
+
+log = logging.getLogger(__name__)
+push_api = Blueprint("push_api")
+
+
+def check_api_key(request: Request) -> None:
+    expected: str = request.app.ctx.settings.api_key
+    if not expected:
+        raise ApiError(503, "push API disabled: set KEFU_API_KEY")
+    given = request.headers.get("x-api-key", "")
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise ApiError(401, "missing or wrong X-Api-Key")
+
+
+@push_api.post("/api/push")
+async def push(request: Request) -> HTTPResponse:
+    check_api_key(request)
+    try:
+        body = request.json
+    except Exception:
+        body = None
+    try:
+        target = parse_push(body, ticket_required=False)
+    except PushError as e:
+        raise ApiError(400, str(e)) from None
+    node: Node = request.app.ctx.node
+    try:
+        nodes = await node.push(target.channel, target.frame)
+    except Exception as e:
+        log.warning("push failed: %s", e)
+        raise ApiError(503, "push could not be published, retry later") from e
+    return json({"delivered": nodes > 0, "nodes": nodes})

@@ -1,0 +1,162 @@
+"""The TCP text push port (default 127.0.0.1:5678), as older Workerman push servers spoke it.
+
+One JSON object per line in, one reply line out (`ok\\n` or `fail\\n`), in order, on a connection
+the client may keep open and pipeline on. A PHP backend doing
+`fwrite($client, json_encode($data)."\\n"); fread($client, 8192);` works unchanged.
+
+`ok` means at least one socket bound to the target received the push (on any process: the
+broker's subscriber count says so); `fail` means nobody was bound, or the line was refused (not
+JSON, no target, a uid without its ticket or with another one, wrong `secret`, too long).
+
+Input is bounded: a line over `KEFU_PUSH_MAX_LINE` bytes is skipped (read and dropped up to its
+newline, never buffered whole) and answered `fail`; a connection that sends nothing for
+`KEFU_PUSH_IDLE_TIMEOUT` seconds — including one that never finishes its line — is closed; at most
+`MAX_CONNECTIONS` connections are served at once per process.
+
+With several workers every worker listens on the port (SO_REUSEPORT: the kernel spreads the
+connections); since workers share Redis, any worker reaches a page on any other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+from typing import Any
+
+from kefu.config import Settings
+from kefu.core.push import PushError, parse_push
+from kefu.node import Node
+
+log = logging.getLogger(__name__)
+
+OK, FAIL = b"ok\n", b"fail\n"
+MAX_CONNECTIONS = 1024
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def decide(line: bytes, secret: str) -> tuple[str, dict[str, Any]] | str:
+    """Parse one line: (channel, frame) to publish, or the reason it fails. Pure."""
+    try:
+        obj = json.loads(line, parse_constant=_no_constants)
+    except ValueError:  # includes bad UTF-8
+        return "not JSON"
+    if not isinstance(obj, dict):
+        return "not a JSON object"
+    if secret:
+        given = obj.get("secret")
+        if not isinstance(given, str) or not hmac.compare_digest(given.encode(), secret.encode()):
+            return "wrong or missing secret"
+    try:
+        target = parse_push(obj, ticket_required=True)
+    except PushError as e:
+        return str(e)
+    return target.channel, target.frame
+
+
+class PushPort:
+    def __init__(self, settings: Settings, node: Node) -> None:
+        self.settings = settings
+        self.node = node
+        self.server: asyncio.Server | None = None
+        self._clients: set[asyncio.Task] = set()
+
+    async def start(self) -> bool:
+        """Listen, unless KEFU_PUSH_PORT is 0. A port that cannot be bound stops a production
+        server; in dev it is logged and the rest of kefu runs (HTTP push still works)."""
+        s = self.settings
+        if not s.push_port:
+            log.info("push port disabled (KEFU_PUSH_PORT=0)")
+            return False
+        try:
+            self.server = await asyncio.start_server(
+                self._serve, s.push_host, s.push_port, limit=s.push_max_line,
+                reuse_port=True if s.workers > 1 else None)
+        except OSError as e:
+            if s.env == "production":
+                raise
+            log.error("push port %s:%s unavailable (%s); the TCP push API is off in this process",
+                      s.push_host, s.push_port, e.strerror or e)
+            return False
+        log.info("push port listening on %s:%s%s", s.push_host, s.push_port,
+                 " (lines must carry the secret)" if s.push_secret else "")
+        return True
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        for t in list(self._clients):
+            t.cancel()
+        for t in list(self._clients):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        if self.server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.server.wait_closed(), 2)
+            self.server = None
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is None or len(self._clients) >= MAX_CONNECTIONS:
+            log.warning("push port: too many connections, refusing one")
+            writer.close()
+            return
+        self._clients.add(task)
+        try:
+            await self._lines(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError, TimeoutError):
+            pass
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            log.exception("push port connection failed")
+        finally:
+            self._clients.discard(task)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer.wait_closed(), 1)
+
+    async def _lines(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        idle = self.settings.push_idle_timeout
+        while True:
+            try:
+                line: bytes | None = await asyncio.wait_for(reader.readuntil(b"\n"), idle)
+            except asyncio.IncompleteReadError as e:  # EOF: a last line without newline still counts
+                if not e.partial.strip():
+                    return
+                line = e.partial if len(e.partial) <= self.settings.push_max_line else None
+            except asyncio.LimitOverrunError as e:
+                await asyncio.wait_for(self._skip_line(reader, e.consumed), idle)
+                line = None
+            reply = FAIL if line is None else await self._one(line)
+            writer.write(reply)
+            await asyncio.wait_for(writer.drain(), idle)  # a client that never reads is dropped
+
+    @staticmethod
+    async def _skip_line(reader: asyncio.StreamReader, consumed: int) -> None:
+        """Drop an over-long line up to and including its newline, a buffer-full at a time."""
+        while True:
+            await reader.readexactly(consumed)
+            try:
+                await reader.readuntil(b"\n")
+                return
+            except asyncio.LimitOverrunError as e:
+                consumed = e.consumed
+
+    async def _one(self, line: bytes) -> bytes:
+        verdict = decide(line.strip(), self.settings.push_secret)
+        if isinstance(verdict, str):
+            log.info("push line refused: %s", verdict)
+            return FAIL
+        channel, frame = verdict
+        try:
+            nodes = await self.node.push(channel, frame)
+        except Exception as e:
+            log.warning("push failed: %s", e)
+            return FAIL
+        return OK if nodes else FAIL

@@ -1,0 +1,149 @@
+"""The QR store contract on both engines (in-memory and real Redis), and the pure push/page rules."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from kefu.core.page import Bind, PageSession, parse_page_frame
+from kefu.core.push import PAGES, PushError, page_channel, page_ticket_channel, parse_push
+from kefu.core.routing import Envelope
+from kefu.core.session import Limits
+from kefu.protocol import Ping, ProtocolError
+from kefu.pushport import decide
+from kefu.qr.store import LocalQrStore, QrRecord, RedisQrStore, StoreFull
+from tests.support import services
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture(params=["local", "redis"])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[tuple[object, Clock | None]]:
+    if request.param == "local":
+        clock = Clock()
+        yield LocalQrStore(clock=clock), clock
+        return
+    prefix = f"kefutest:{uuid.uuid4().hex[:8]}:"
+    redis = Redis.from_url(services.REDIS_URL_BASE)
+    try:
+        yield RedisQrStore(redis, prefix), None
+    finally:
+        await redis.aclose()
+        services.drop_redis_prefix(prefix)
+
+
+async def _elapse(clock: Clock | None, seconds: float) -> None:
+    if clock is None:
+        await asyncio.sleep(seconds)
+    else:
+        clock.t += seconds
+
+
+async def test_uid_lifecycle(store):
+    s, _ = store
+    assert await s.reserve("u1", 30) is True
+    assert await s.reserve("u1", 30) is False  # unique among live ones
+    assert await s.get("u1") == QrRecord("reserved")
+    assert await s.claim("u1", "T") is None  # no ticket yet
+    await s.put("u1", "T+/=", 60)
+    assert await s.get("u1") == QrRecord("live", "T+/=", 60)
+    assert await s.reserve("u1", 30) is False
+    assert await s.claim("u1", "wrong") is None
+    assert await s.claim("u1", "T+/=") == 60
+    assert await s.claim("u1", "T+/=") is None  # once
+    assert (await s.get("u1")).state == "used"
+    await s.release("u1", "T+/=")
+    assert await s.claim("u1", "T+/=") == 60
+    await s.drop("u1")
+    assert await s.get("u1") is None
+    assert await s.reserve("u1", 30) is True
+
+
+async def test_records_expire_with_the_code(store):
+    s, clock = store
+    assert await s.reserve("short", 30)
+    await s.put("short", "T", 1)
+    await _elapse(clock, 1.2)
+    assert await s.get("short") is None
+    assert await s.claim("short", "T") is None
+    assert await s.reserve("short", 30) is True
+
+
+async def test_first_seen_dedupes_within_ttl(store):
+    s, clock = store
+    assert await s.first_seen("evt:o:1:SCAN", 1) is True
+    assert await s.first_seen("evt:o:1:SCAN", 1) is False
+    assert await s.first_seen("evt:o:2:SCAN", 1) is True
+    await _elapse(clock, 1.2)
+    assert await s.first_seen("evt:o:1:SCAN", 1) is True
+
+
+async def test_local_store_is_bounded():
+    clock = Clock()
+    s = LocalQrStore(max_codes=3, max_seen=2, clock=clock)
+    for uid in ("a", "b", "c"):
+        assert await s.reserve(uid, 10)
+    with pytest.raises(StoreFull):
+        await s.reserve("d", 10)
+    clock.t += 11
+    assert await s.reserve("d", 10)  # the expired ones made room
+    for k in ("k1", "k2", "k3"):
+        assert await s.first_seen(k, 100)
+    assert len(s._seen) <= 2
+
+
+def test_push_targets():
+    t = parse_push({"uid": "u1", "ticket": "T", "secret": "s", "data": 1}, ticket_required=True)
+    assert t.channel == page_ticket_channel("u1", "T") and t.frame == {"uid": "u1", "ticket": "T", "data": 1}
+    assert parse_push({"uid": 42, "x": 1}, ticket_required=False).channel == page_channel("42")
+    with pytest.raises(PushError):
+        parse_push({"uid": "u1"}, ticket_required=True)
+    # uid wins over openid: a login push may carry both; broadcast wins over everything.
+    assert parse_push({"uid": "u1", "openid": "o1"}, ticket_required=False).kind == "uid"
+    assert parse_push({"openid": "o_1"}, ticket_required=True).channel == "user:o_1"
+    assert parse_push({"broadcast": True, "uid": "u"}, ticket_required=True).channel == PAGES
+    for bad in ([1], "x", {}, {"uid": "a:b"}, {"uid": True}, {"uid": "u", "ticket": 5},
+                {"openid": "a b"}, {"broadcast": "yes"}):
+        with pytest.raises(PushError):
+            parse_push(bad, ticket_required=False)
+    assert page_ticket_channel("u", "T1") != page_ticket_channel("u", "T2")
+
+
+def test_push_lines():
+    assert decide(b'{"uid":"u","ticket":"T"}', "")[0] == page_ticket_channel("u", "T")
+    assert decide(b"\xff\xfe", "") == "not JSON"
+    assert decide(b'{"uid":"u","ticket":"T","n":NaN}', "") == "not JSON"
+    assert decide(b"[]", "") == "not a JSON object"
+    assert decide(b'{"uid":"u","ticket":"T"}', "s3cret") == "wrong or missing secret"
+    verdict = decide(b'{"uid":"u","ticket":"T","secret":"s3cret"}', "s3cret")
+    assert isinstance(verdict, tuple) and "secret" not in verdict[1]
+
+
+def test_page_session_binds_only_when_told_and_gets_only_pushes():
+    limits = Limits(max_message_bytes=100, heartbeat_timeout=40, rate_per_sec=1, rate_burst=2,
+                    error_strikes=3)
+    s = PageSession("c1", False, limits, now=0.0)
+    assert s.channels == []
+    frame = s.receive('{"ticket":"T","expire_seconds":60,"uid":"u1"}', 1.0)
+    assert frame == Bind("u1", "T", {"ticket": "T", "expire_seconds": 60, "uid": "u1"})
+    assert s.channels == []  # the handler binds after checking the ticket
+    s.bind("u1", "T")
+    assert s.channels == [page_channel("u1"), page_ticket_channel("u1", "T"), PAGES]
+    assert s.frame_for(Envelope("push", "backend", "", {"a": 1})) == {"a": 1}
+    assert s.frame_for(Envelope("message", "user", "", {"msg": "x"})) is None
+    assert isinstance(parse_page_frame('{"cmd":"ping"}'), Ping)
+    s.receive('{"ticket":"T","uid":"u1"}', 1.0)
+    with pytest.raises(ProtocolError) as e:
+        s.receive('{"ticket":"T","uid":"u1"}', 1.0)
+    assert e.value.code == "rate_limited"
+    assert not s.is_idle(40.0) and s.is_idle(41.5)
