@@ -15,47 +15,15 @@ import argparse
 import asyncio
 import json
 import statistics
-import sys
-import tempfile
 import time
-from pathlib import Path
 
 import httpx
 import websockets
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "server")]
-
-from tests.support import services  # noqa: E402
-from tests.support.server import KefuServer  # noqa: E402
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
-def pct(values: list[float], p: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(len(values) * p))] * 1000
+from common import BACKENDS, bench_server, pct, rss_kib
 
 
 async def run(args: argparse.Namespace) -> dict:
-    tmp = Path(tempfile.mkdtemp(prefix="kefu-bench-"))
-    env = {"KEFU_DATA_DIR": str(tmp), "KEFU_RATE_PER_SEC": "1000", "KEFU_RATE_BURST": "1000",
-           "KEFU_LOG_LEVEL": "WARNING"}
-    db = prefix = None
-    if args.backend == "redis_mysql":
-        db, prefix = services.create_database(), services.new_redis_prefix()
-        env |= {"MYSQL_URL": services.mysql_url(db), "REDIS_URL": services.REDIS_URL_BASE,
-                "KEFU_REDIS_PREFIX": prefix}
-    srv = KefuServer(env, tmp / "server.log")
-    try:
-        if db:
-            srv.cli("migrate")
-        srv.start()
+    with bench_server(args.backend) as srv:
         srv.create_agent("bench")
         rss_idle = rss_kib(srv.proc.pid)
         async with httpx.AsyncClient(base_url=srv.base_url) as http:
@@ -120,17 +88,11 @@ async def run(args: argparse.Namespace) -> dict:
             "rss_mib_after": round(rss_after / 1024, 1),
             "rss_kib_per_socket": round((rss_connected - rss_idle) / (args.users + args.agents), 1),
         }
-    finally:
-        srv.stop()
-        if db:
-            services.drop_database(db)
-        if prefix:
-            services.drop_redis_prefix(prefix)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--backend", choices=["embedded", "redis_mysql"], default="embedded")
+    p.add_argument("--backend", choices=BACKENDS, default="embedded")
     p.add_argument("--users", type=int, default=200)
     p.add_argument("--agents", type=int, default=2)
     p.add_argument("--messages", type=int, default=10, help="per user")
