@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from playwright.async_api import Browser, async_playwright
 
 from tests.support import services
 from tests.support.server import KefuServer
 
 ARTIFACTS = Path(os.environ.get("KEFU_ARTIFACTS", Path(__file__).resolve().parents[1] / "artifacts"))
 BACKENDS = ["embedded", "redis_mysql"]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -75,3 +78,14 @@ def redis_deployment(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator
 @pytest.fixture
 def server(deployment: Deployment) -> KefuServer:
     return deployment.server()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    """Debian's Chromium, headless (`playwright install` cannot download browsers here)."""
+    async with async_playwright() as p:
+        b = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            await b.close()
