@@ -15,7 +15,7 @@ from typing import Any
 
 from kefu import metrics
 from kefu.broker.base import Broker
-from kefu.core.routing import AGENTS, Envelope
+from kefu.core.routing import Envelope
 from kefu.core.session import CLOSE_SLOW_CONSUMER, Session
 from kefu.protocol import dumps
 
@@ -97,16 +97,8 @@ class Hub:
         # Sockets on no channel yet (a QR page before it binds): still swept for idleness, drained.
         self.unbound: set[Conn] = set()
 
-    @staticmethod
-    def channels_of(conn: Conn) -> list[str]:
-        explicit = getattr(conn.session, "channels", None)  # sessions that choose their channels
-        if explicit is not None:
-            return list(explicit)
-        who = conn.session.who
-        return [who.channel, AGENTS] if who.role == "agent" else [who.channel]
-
     async def add(self, conn: Conn) -> None:
-        chans = self.channels_of(conn)
+        chans = conn.session.channels
         if not chans:
             self.unbound.add(conn)
         for ch in chans:
@@ -118,7 +110,7 @@ class Hub:
 
     async def remove(self, conn: Conn) -> None:
         self.unbound.discard(conn)
-        for ch in self.channels_of(conn):
+        for ch in conn.session.channels:
             async with self._locks[ch]:
                 members = self.channels.get(ch)
                 if members is None or conn not in members:

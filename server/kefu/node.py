@@ -161,7 +161,7 @@ class Node:
         await self.broker.publish((who.channel,), kick)
 
     async def push(self, channel: str, frame: dict[str, Any]) -> int:
-        """A backend push (docs/protocol.md §6): how many nodes hold a socket on `channel`."""
+        """A backend push (docs/protocol.md §8): how many nodes hold a socket on `channel`."""
         (nodes,) = await self.broker.publish((channel,), push_envelope(frame).dumps())
         return nodes
 

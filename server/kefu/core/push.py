@@ -5,7 +5,7 @@ A QR page bound to `uid` with `ticket` holds three channels: `page:<uid>` (any p
 publish count itself says "refused") and `pages` (broadcasts). A push to an openid goes to
 `user:<openid>`, the channel every chat socket of that user holds.
 
-The same rules serve `POST /api/push` and the TCP push port; docs/protocol.md §6 specifies them.
+The same rules serve `POST /api/push` and the TCP push port; docs/protocol.md §8 specifies them.
 """
 
 from __future__ import annotations

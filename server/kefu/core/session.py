@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kefu.core.limits import Strikes, TokenBucket
-from kefu.core.routing import Envelope
+from kefu.core.routing import AGENTS, Envelope
 from kefu.protocol import ClientFrame, Identity, ProtocolError, SendMessage, parse
 
 CLOSE_GOING_AWAY = 1001
@@ -63,6 +63,11 @@ class Session:
     def strike(self, now: float) -> bool:
         """Record an error sent to this socket; True when it has earned a 4429 close."""
         return self._strikes.hit(now)
+
+    @property
+    def channels(self) -> list[str]:
+        """The broker channels this socket listens on: its own, and every agent's for agents."""
+        return [self.who.channel, AGENTS] if self.who.role == "agent" else [self.who.channel]
 
     def frame_for(self, env: Envelope) -> dict[str, Any] | None:
         """What (if anything) this socket should receive for a fan-out envelope."""

@@ -9,6 +9,7 @@ from sanic import Blueprint, Request, json
 from sanic.response import HTTPResponse
 
 from kefu.auth import request_token
+from kefu.http.body import json_body
 from kefu.http.errors import ApiError
 from kefu.node import Node
 from kefu.protocol import OPENID_RE, Identity
@@ -16,16 +17,6 @@ from kefu.wechat.errors import WeChatError, WeChatUnavailable
 
 log = logging.getLogger(__name__)
 api = Blueprint("api", url_prefix="/api")
-
-
-def _body(request: Request) -> dict[str, Any]:
-    try:
-        body = request.json
-    except Exception:
-        body = None
-    if not isinstance(body, dict):
-        raise ApiError(400, "body must be a JSON object")
-    return body
 
 
 def _str_field(body: dict[str, Any], name: str, max_len: int = 256) -> str:
@@ -70,7 +61,7 @@ def _may_see(who: Identity, openid: str) -> None:
 
 @api.post("/login")
 async def user_login(request: Request) -> HTTPResponse:
-    code = _str_field(_body(request), "code")
+    code = _str_field(json_body(request), "code")
     node: Node = request.app.ctx.node
     try:
         session = await request.app.ctx.wechat.code2session(code)
@@ -89,7 +80,7 @@ async def user_login(request: Request) -> HTTPResponse:
 
 @api.post("/agent/login")
 async def agent_login(request: Request) -> HTTPResponse:
-    body = _body(request)
+    body = json_body(request)
     name, password = _str_field(body, "name", 64), _str_field(body, "password", 1024)
     node: Node = request.app.ctx.node
     who = await node.accounts.authenticate(name, password)

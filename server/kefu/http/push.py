@@ -9,6 +9,7 @@ from sanic import Blueprint, Request, json
 from sanic.response import HTTPResponse
 
 from kefu.core.push import PushError, parse_push
+from kefu.http.body import json_body
 from kefu.http.errors import ApiError
 from kefu.node import Node
 
@@ -29,11 +30,7 @@ def check_api_key(request: Request) -> None:
 async def push(request: Request) -> HTTPResponse:
     check_api_key(request)
     try:
-        body = request.json
-    except Exception:
-        body = None
-    try:
-        target = parse_push(body, ticket_required=False)
+        target = parse_push(json_body(request), ticket_required=False)
     except PushError as e:
         raise ApiError(400, str(e)) from None
     node: Node = request.app.ctx.node

@@ -15,6 +15,7 @@ from sanic import Blueprint, Request, json
 from sanic.response import HTTPResponse, raw
 
 from kefu.core.push import MAX_TICKET, UID_RE
+from kefu.http.body import json_body
 from kefu.http.errors import ApiError
 from kefu.protocol import OPENID_RE
 from kefu.qr.login import QrLogin, QrUnavailable
@@ -72,11 +73,8 @@ async def simulate_scan(request: Request) -> HTTPResponse:
     """DEV ONLY: what WeChat would push when someone scans `ticket`, through the callback's path.
 
     Body: `{"ticket", "uid"?, "openid"?: OA openid (default "sbxoa_dev"), "subscribe"?: bool}`."""
-    try:
-        body = request.json
-    except Exception:
-        body = None
-    if not isinstance(body, dict) or not isinstance(body.get("ticket"), str):
+    body = json_body(request)
+    if not isinstance(body.get("ticket"), str):
         raise ApiError(400, 'body must be {"ticket": "...", "openid"?: "...", "subscribe"?: bool}')
     openid = body.get("openid", SANDBOX_SCANNER)
     if not isinstance(openid, str) or not OPENID_RE.fullmatch(openid):
