@@ -1,0 +1,149 @@
+"""One error family for the whole server, and the close codes sockets end with.
+
+The core raises a `KefuError`; each edge translates it once: HTTP answers `status` with
+`{"error": code, "message", "retry"}`, a socket sends `{"cmd": "error", "code", "message", "retry"}`,
+the push port answers `fail`. `retryable` says whose fault it is: a retryable error is the
+infrastructure's (resend the same request later, nothing is counted against the client); any other
+is the client's and counts toward the socket's error budget. docs/protocol.md lists every code.
+
+`translate` turns the infrastructure's own exceptions (a database or Redis that cannot be reached)
+into `Unavailable`, so no edge has to know the drivers' exception types.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from enum import IntEnum
+from typing import Any, ClassVar
+
+import sqlalchemy.exc
+from redis.exceptions import RedisError
+
+
+class Close(IntEnum):
+    """Every close code kefu sends (docs/protocol.md §5)."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001  # server shutting down: reconnect with backoff
+    TOO_BIG = 1009  # frame over KEFU_MAX_FRAME_BYTES (sent by the WebSocket layer)
+    INTERNAL = 1011  # a frame could not be sent (a server bug): reconnect
+    RESYNC = 1012  # legacy sockets after a broker outage: reconnect, fan-out may have gaps
+    TRY_AGAIN = 1013  # a backing store is down at connect time: reconnect with backoff
+    UNAUTHORIZED = 4401  # no/unknown/expired/revoked token: log in again, then reconnect
+    HEARTBEAT = 4408  # silent longer than the heartbeat timeout
+    TOO_MANY_ERRORS = 4429  # the client kept sending bad frames: do not reconnect blindly
+    SLOW_CONSUMER = 4503  # the client did not read and its send queue overflowed
+
+
+class KefuError(Exception):
+    """Something kefu refuses or cannot do. Subclasses fix the code, status and retryability."""
+
+    code: ClassVar[str] = "error"
+    status: ClassVar[int] = 400
+    retryable: ClassVar[bool] = False
+
+    def __init__(self, message: str = "", *, cmid: str | None = None,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message or self.code)
+        self.message = message or self.code
+        self.cmid = cmid
+        self.retry_after = retry_after
+
+    def frame(self) -> dict[str, Any]:
+        """The socket form: an error frame (carrying the `cmid` it answers, if any)."""
+        out: dict[str, Any] = {"cmd": "error", "code": self.code, "message": self.message,
+                               "retry": self.retryable}
+        if self.cmid is not None:
+            out["cmid"] = self.cmid
+        return out
+
+    def body(self) -> dict[str, Any]:
+        """The HTTP form (the status is `self.status`)."""
+        return {"error": self.code, "message": self.message, "retry": self.retryable}
+
+
+class BadRequest(KefuError):
+    code = "bad_request"
+
+
+class BadJson(KefuError):
+    code = "bad_json"
+
+
+class BadFrame(KefuError):
+    code = "bad_frame"
+
+
+class UnknownType(KefuError):
+    code = "unknown_type"
+
+
+class UnknownCmd(KefuError):
+    code = "unknown_cmd"
+
+
+class Binary(KefuError):
+    code = "binary"
+
+
+class BadTicket(KefuError):
+    code = "bad_ticket"
+
+
+class Unauthorized(KefuError):
+    code, status = "unauthorized", 401
+
+
+class Forbidden(KefuError):
+    code, status = "forbidden", 403
+
+
+class NotFound(KefuError):
+    code, status = "not_found", 404
+
+
+class Conflict(KefuError):
+    code, status = "conflict", 409
+
+
+class TooLarge(KefuError):
+    code, status = "too_large", 413
+
+
+class RateLimited(KefuError):
+    """The client is going too fast: it may retry, after `retry_after` seconds."""
+
+    code, status, retryable = "rate_limited", 429, True
+
+
+class UpstreamRefused(KefuError):
+    """WeChat answered with an errcode (the message carries it); retrying the same call won't help."""
+
+    code, status = "wechat_error", 502
+
+
+class Unavailable(KefuError):
+    """A backing store (database, Redis, WeChat) cannot be reached: retry later, same request."""
+
+    code, status, retryable = "unavailable", 503, True
+
+
+#: Driver errors that mean "could not reach or use the store", not "the query is wrong".
+_SQL_UNAVAILABLE = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError,
+                    sqlalchemy.exc.TimeoutError, sqlalchemy.exc.DisconnectionError)
+
+
+def is_infrastructure(exc: BaseException) -> bool:
+    """A database, Redis or network failure (retry later), as opposed to a bug or bad input."""
+    return isinstance(exc, (RedisError, *_SQL_UNAVAILABLE, ConnectionError, TimeoutError,
+                            asyncio.TimeoutError, OSError))
+
+
+def translate(exc: BaseException) -> KefuError | None:
+    """The `KefuError` an edge should report for `exc`, or None for a bug (the edge's last
+    resort logs it and answers 500 / 1011)."""
+    if isinstance(exc, KefuError):
+        return exc
+    if is_infrastructure(exc):
+        return Unavailable("a backing store is unavailable, retry later")
+    return None
