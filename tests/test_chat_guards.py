@@ -60,7 +60,8 @@ async def test_users_cannot_impersonate_and_agents_cannot_pose_as_users(deployme
         assert err["cmd"] == "error" and err["code"] == code, (frame, err)
     await agent.send({"msg": "as a user", "type": 2, "cmid": "i3"})
     err = await agent.recv()
-    assert err == {"cmd": "error", "code": "forbidden", "message": err["message"], "cmid": "i3"}
+    assert err == {"cmd": "error", "code": "forbidden", "message": err["message"], "retry": False,
+                   "cmid": "i3"}
     assert await victim_ws.nothing_for(0.4) == []
     assert await agent.nothing_for(0.1) == []
 

@@ -1,4 +1,4 @@
-"""The pure core, driven without sockets: frame rules, budgets, fan-out decisions, ids and dedupe."""
+"""The pure core, driven without sockets: frame rules, budgets, fan-out decisions, the JSON reader."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ import json
 
 import pytest
 
-from kefu.broker.local import LocalSequencer
+from kefu import jsonio
 from kefu.core.limits import Strikes, TokenBucket
-from kefu.core.routing import Envelope, message_envelope, read_envelope
-from kefu.core.session import Limits, Session
-from kefu.protocol import Identity, MarkRead, Message, Ping, ProtocolError, SendMessage, Sync, parse
+from kefu.core.routing import Envelope, kick_envelope, message_envelope, read_envelope
+from kefu.core.session import Accepted, CloseWith, Limits, Send, Session
+from kefu.errors import Close, KefuError, Unavailable
+from kefu.protocol import Identity, MarkRead, Message, Ping, SendMessage, Sync, parse
 
 USER = Identity(role="user", openid="o_user")
 AGENT = Identity(role="agent", agent_id=7, agent_name="alice")
@@ -18,7 +19,7 @@ LIMITS = Limits(max_message_bytes=16, heartbeat_timeout=40, rate_per_sec=1, rate
 
 
 def err(text: str, who: Identity = USER) -> str:
-    with pytest.raises(ProtocolError) as e:
+    with pytest.raises(KefuError) as e:
         parse(text, who, 16)
     return e.value.code
 
@@ -54,7 +55,7 @@ def test_commands():
     ('{"msg":["x"],"type":2}', USER, "bad_frame"),
     ('{"msg":"x","cmid":""}', USER, "bad_frame"),
     ('{"msg":"x","cmid":"' + "c" * 65 + '"}', USER, "bad_frame"),
-    ('{"msg":"\\ud800","type":2}', USER, "bad_frame"),
+    ('{"msg":"\\ud800","type":2}', USER, "bad_json"),  # the JSON reader refuses lone surrogates
     ('{"cmd":"sync","after":"1"}', USER, "bad_frame"),
     ('{"cmd":"sync","limit":0}', USER, "bad_frame"),
     ('{"cmd":"read","upto":-1}', USER, "bad_frame"),
@@ -70,9 +71,10 @@ def test_size_limit_counts_utf8_bytes_not_characters():
 
 
 def test_errors_echo_the_cmid_so_clients_can_match_them():
-    with pytest.raises(ProtocolError) as e:
+    with pytest.raises(KefuError) as e:
         parse('{"msg":"x","type":1,"openid":"o","cmid":"c9"}', USER, 16)
-    assert e.value.frame() == {"cmd": "error", "code": "forbidden", "message": e.value.message, "cmid": "c9"}
+    assert e.value.frame() == {"cmd": "error", "code": "forbidden", "message": e.value.message,
+                               "retry": False, "cmid": "c9"}
 
 
 def test_token_bucket_and_strikes_follow_the_clock():
@@ -85,21 +87,69 @@ def test_token_bucket_and_strikes_follow_the_clock():
     assert [s2.hit(0), s2.hit(0), s2.hit(5), s2.hit(5)] == [False, False, False, False]
 
 
-def test_session_rate_limits_messages_but_not_pings_and_tracks_idleness():
+def frames(actions) -> list[dict]:
+    return [a.frame for a in actions if isinstance(a, Send)]
+
+
+def test_session_rate_limits_frames_and_tracks_idleness():
     s = Session(USER, "c1", True, LIMITS, now=0)
-    s.receive('{"msg":"a"}', 0)
-    s.receive('{"msg":"b"}', 0)
-    with pytest.raises(ProtocolError) as e:
-        s.receive('{"msg":"c","cmid":"x"}', 0)
-    assert (e.value.code, e.value.cmid) == ("rate_limited", "x")
-    assert s.receive('{"cmd":"ping"}', 0) == Ping()
-    assert not s.is_idle(40) and s.is_idle(40.1)
-    s.touch(40.1)
-    assert not s.is_idle(80)
+    assert s.receive('{"msg":"a"}', 0) == ([], SendMessage("o_user", "a", None))
+    assert s.receive('{"msg":"b"}', 0)[1] == SendMessage("o_user", "b", None)
+    actions, req = s.receive('{"msg":"c","cmid":"x"}', 0)
+    assert req is None
+    [error] = frames(actions)
+    assert (error["code"], error["cmid"], error["retry"]) == ("rate_limited", "x", True)
+    actions, req = s.receive('{"cmd":"ping"}', 2)
+    assert req is None and frames(actions)[0]["cmd"] == "pong"
+    assert s.check(42, 0) is None and s.check(42.1, 0) == CloseWith(Close.HEARTBEAT, "heartbeat timeout")
+    s.touch(42.1)
+    assert s.check(82, 0) is None
+
+
+def test_client_faults_strike_toward_4429_but_unavailable_never_does():
+    s = Session(USER, "c1", True, LIMITS, now=0)
+    for _ in range(10):
+        assert all(isinstance(a, Send) for a in s.failed(Unavailable("down"), 0))
+    actions = []
+    for _ in range(4):
+        actions = s.receive("not json", 0)[0]
+    assert frames(actions)[0]["code"] == "bad_json"
+    assert actions[-1] == CloseWith(Close.TOO_MANY_ERRORS, "too many errors")
+
+
+def test_binary_frames_are_refused_with_an_error_frame():
+    actions, req = Session(USER, "c1", False, LIMITS, 0).receive(b"\x00", 0)
+    assert req is None and frames(actions)[0]["code"] == "binary"
+
+
+def test_hello_and_sync_carry_the_epoch_and_acks_tell_the_truth():
+    s = Session(USER, "c1", True, LIMITS, 0, epoch="e1")
+    [hello] = frames(s.open())
+    assert hello["epoch"] == "e1" and hello["openid"] == "o_user"
+    assert Session(USER, "c1", False, LIMITS, 0).open() == []
+    m = _msg()
+    assert frames(s.accepted(SendMessage("o_user", "hi", "c1"), Accepted(m, delivered=False))) == [
+        {"cmd": "ack", "cmid": "c1", "id": 1, "ts": 2, "delivered": False}]
+    dup = frames(s.accepted(SendMessage("o_user", "hi", "c1"), Accepted(m, True, dup=True)))
+    assert dup[0]["dup"] is True
+    assert s.accepted(SendMessage("o_user", "hi", None), Accepted(m, True)) == []
+    [sync] = frames(s.synced(0, [m], more=False))
+    assert sync["epoch"] == "e1" and sync["messages"][0]["id"] == 1
+
+
+def test_a_broker_gap_makes_v2_sockets_sync_and_closes_legacy_ones():
+    assert frames(Session(USER, "c1", True, LIMITS, 0).gap()) == [{"cmd": "resync"}]
+    legacy = Session(USER, "c1", False, LIMITS, 0)
+    assert legacy.gap() == [CloseWith(Close.RESYNC, "reconnect: messages may have been missed")]
 
 
 def _msg(sender="user", **kw) -> Message:
     return Message(id=1, ts=2, openid="o_user", sender=sender, msg="hi", **kw)
+
+
+def delivered(session: Session, env: Envelope) -> dict | None:
+    got = frames(session.deliver(env))
+    return got[0] if got else None
 
 
 def test_fan_out_rules_for_legacy_and_v2_sockets():
@@ -109,48 +159,60 @@ def test_fan_out_rules_for_legacy_and_v2_sockets():
     user_origin = Session(USER, "u1", True, LIMITS, 0)
     user_other_v2 = Session(USER, "u2", True, LIMITS, 0)
     user_other_legacy = Session(USER, "u3", False, LIMITS, 0)
-    assert agent_legacy.frame_for(from_user)["msg"] == "hi"
-    assert agent_v2.frame_for(from_user)["openid"] == "o_user"
-    assert user_origin.frame_for(from_user) is None          # the sender gets an ack instead
-    assert user_other_v2.frame_for(from_user)["from"] == "user"
-    assert user_other_legacy.frame_for(from_user) is None    # would render as a message from the agent
+    assert delivered(agent_legacy, from_user)["msg"] == "hi"
+    assert delivered(agent_v2, from_user)["openid"] == "o_user"
+    assert delivered(user_origin, from_user) is None          # the sender gets an ack instead
+    assert delivered(user_other_v2, from_user)["from"] == "user"
+    assert delivered(user_other_legacy, from_user) is None    # would render as a message from the agent
 
     reply = message_envelope(_msg("agent", agent_id=7, agent="alice"), origin="a2")
-    assert user_other_legacy.frame_for(reply)["msg"] == "hi"
-    assert agent_legacy.frame_for(reply) is None and agent_v2.frame_for(reply) is None
-    assert Session(AGENT, "a9", True, LIMITS, 0).frame_for(reply)["agent"] == "alice"
+    assert delivered(user_other_legacy, reply)["msg"] == "hi"
+    assert delivered(agent_legacy, reply) is None and delivered(agent_v2, reply) is None
+    assert delivered(Session(AGENT, "a9", True, LIMITS, 0), reply)["agent"] == "alice"
 
     read = read_envelope("o_user", "agent", 5, origin="a2")
-    assert user_other_v2.frame_for(read) == {"cmd": "read", "openid": "o_user", "by": "agent", "upto": 5}
-    assert user_other_legacy.frame_for(read) is None
+    assert delivered(user_other_v2, read) == {"cmd": "read", "openid": "o_user", "by": "agent", "upto": 5}
+    assert delivered(user_other_legacy, read) is None
 
 
 def test_a_session_ends_with_its_token():
     who = Identity(role="user", openid="o_user", expires_at=1000)
     assert who == USER  # expiry is not part of who someone is
     s = Session(who, "c", True, LIMITS, 0)
-    assert not s.token_expired(999.9) and s.token_expired(1000)
-    assert not Session(USER, "c", True, LIMITS, 0).token_expired(10**12)
+    assert s.check(1, 999.9) is None
+    assert s.check(1, 1000) == CloseWith(Close.UNAUTHORIZED, "token expired")
+    assert Session(USER, "c", True, LIMITS, 0).check(1, 10**12) is None
 
 
 def test_kick_reaches_only_sockets_of_that_token():
     s = Session(USER, "u1", True, LIMITS, 0, token_digest="abc")
     other = Session(USER, "u2", True, LIMITS, 0, token_digest="def")
-    kick = Envelope("kick", "user", token_digest="abc")
-    assert s.kicked_by(kick) and not other.kicked_by(kick)
-    assert s.frame_for(kick) is None
+    kick = kick_envelope("user", "abc")
+    assert s.deliver(kick) == [CloseWith(Close.UNAUTHORIZED, "logged out")]
+    assert other.deliver(kick) == []
+    assert other.deliver(kick_envelope("user")) == [CloseWith(Close.UNAUTHORIZED, "logged out")]
 
 
-async def test_local_sequencer_dedupes_within_ttl_and_respects_the_floor():
-    seq = LocalSequencer(dedupe_ttl=10, max_entries=3)
-    await seq.raise_floor(100)
-    assert await seq.claim("u:a", "c1", 1000) == (101, 1000, False)
-    assert await seq.claim("u:a", "c1", 2000) == (101, 1000, True)
-    assert await seq.claim("u:b", "c1", 2000) == (102, 2000, False)   # per-sender namespace
-    assert await seq.claim("u:a", None, 2000) == (103, 2000, False)
-    assert (await seq.claim("u:a", "c1", 20_000))[2] is False          # past the TTL: new message
-    await seq.forget("u:a", "c1")
-    assert (await seq.claim("u:a", "c1", 20_001))[2] is False
-    for i in range(5):                                                  # bounded memory
-        await seq.claim("u:z", f"k{i}", 20_002)
-    assert len(seq._seen) <= 3
+def test_envelope_parts_encode_exactly_like_the_whole():
+    env = message_envelope(_msg(), origin="o\"1")
+    assert env.head() + json.dumps(env.frame, ensure_ascii=False, separators=(",", ":")) + env.tail() \
+        == env.dumps()
+    assert Envelope.loads(env.dumps()) == env
+
+
+@pytest.mark.parametrize("text", [
+    "NaN", '{"a":Infinity}', '{"a":-Infinity}', '{"a":1e999}', "[" * 40 + "]" * 40, '{"a":"\\ud800"}',
+    '{"\\udfff":1}', "[" * 100_000, '{"a":' + "9" * 30 + "}", "\ufeff{}", "{'a':1}", ""])
+def test_the_json_reader_refuses_what_peers_cannot_take(text):
+    with pytest.raises(KefuError) as e:
+        jsonio.loads(text)
+    assert e.value.code == "bad_json"
+
+
+def test_the_json_reader_and_writer_round_trip_what_they_accept():
+    obj = {"msg": "你好 😀", "n": 2**63 - 1, "f": 1.5, "l": [[[]]], "t": True, "z": None}
+    assert jsonio.loads(jsonio.dumps(obj)) == obj
+    assert jsonio.loads(jsonio.dumps(obj).encode()) == obj
+    for bad in ({"x": float("nan")}, {"x": "\ud800"}):
+        with pytest.raises(ValueError):
+            jsonio.dumps(bad)

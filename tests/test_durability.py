@@ -146,9 +146,9 @@ async def test_unread_counts_replies_still_in_the_journal_once(redis_deployment)
     from sqlalchemy.ext.asyncio import create_async_engine
 
     from kefu.config import to_driver_url
+    from kefu.journal.base import Draft
     from kefu.journal.redis import RedisJournal
     from kefu.node import Node
-    from kefu.protocol import Message
     from kefu.store.messages import MessageStore
 
     d = redis_deployment
@@ -156,23 +156,29 @@ async def test_unread_counts_replies_still_in_the_journal_once(redis_deployment)
     engine = create_async_engine(to_driver_url(services.mysql_url(d.database), "mysql+aiomysql"))
     redis = Redis.from_url(services.REDIS_URL_BASE)
     store = MessageStore(engine)
-    journal = RedisJournal(redis, d.prefix, store, batch=100, max_backoff=1.0, claim_idle_ms=1000)
-    node = Node(broker=None, sequencer=None, journal=journal, messages=store,  # type: ignore[arg-type]
+    journal = RedisJournal(redis, d.prefix, store, batch=100, max_backoff=1.0, claim_idle_ms=60_000,
+                           dedupe_ttl=3600)
+    node = Node(broker=None, journal=journal, messages=store,  # type: ignore[arg-type]
                 accounts=None, tokens=None, limits=None)  # type: ignore[arg-type]
+    await journal._ensure_current()
+    intake = asyncio.create_task(journal._run_intake())  # accepting, but no writer: acked stays journaled
     try:
-        def reply(i: int) -> Message:
-            return Message(id=i, ts=1_700_000_000_000 + i, openid="o_pending", sender="agent", msg=f"r{i}",
-                           agent_id=1, agent="ann", cmid=f"r{i}")
+        def reply(i: int) -> Draft:
+            return Draft(ts=1_700_000_000_000 + i, openid="o_pending", sender="agent", msg=f"r{i}",
+                         agent_id=1, agent="ann", cmid=f"r{i}")
 
-        await store.insert_batch([reply(1)])
-        await store.mark_read("o_pending", "user", 1)
-        await journal.append(reply(2))
-        await journal.append(reply(3))
-        assert await node.read_state("o_pending") == {"unread": 2, "agent_read_upto": 0, "user_read_upto": 1}
-        await store.insert_batch([reply(2)])  # written, not yet removed from the journal
+        first = (await journal.accept(reply(1), "")).message
+        await store.write([(first, False)])
+        await store.mark_read("o_pending", "user", first.id)
+        second = (await journal.accept(reply(2), "")).message
+        await journal.accept(reply(3), "")
+        marks = {"agent_read_upto": 0, "user_read_upto": first.id}
+        assert await node.read_state("o_pending") == {"unread": 2, **marks}
+        await store.write([(second, False)])  # written, not yet removed from the journal
         assert (await node.read_state("o_pending"))["unread"] == 2
-        await store.mark_read("o_pending", "user", 2)
+        await store.mark_read("o_pending", "user", second.id)
         assert (await node.read_state("o_pending"))["unread"] == 1
     finally:
+        intake.cancel()
         await redis.aclose()
         await engine.dispose()

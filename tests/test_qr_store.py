@@ -12,8 +12,8 @@ from redis.asyncio import Redis
 from kefu.core.page import Bind, PageSession, parse_page_frame
 from kefu.core.push import PAGES, PushError, page_channel, page_ticket_channel, parse_push
 from kefu.core.routing import Envelope
-from kefu.core.session import Limits
-from kefu.protocol import Ping, ProtocolError
+from kefu.core.session import Limits, Send
+from kefu.protocol import Ping
 from kefu.pushport import decide
 from kefu.qr.store import LocalQrStore, QrRecord, RedisQrStore, StoreFull
 from tests.support import services
@@ -134,16 +134,16 @@ def test_page_session_binds_only_when_told_and_gets_only_pushes():
                     error_strikes=3)
     s = PageSession("c1", False, limits, now=0.0)
     assert s.channels == []
-    frame = s.receive('{"ticket":"T","expire_seconds":60,"uid":"u1"}', 1.0)
+    actions, frame = s.receive('{"ticket":"T","expire_seconds":60,"uid":"u1"}', 1.0)
+    assert actions == []
     assert frame == Bind("u1", "T", {"ticket": "T", "expire_seconds": 60, "uid": "u1"})
     assert s.channels == []  # the handler binds after checking the ticket
-    s.bind("u1", "T")
+    assert s.bind(frame) == [Send({"ticket": "T", "expire_seconds": 60, "uid": "u1"})]  # the echo
     assert s.channels == [page_channel("u1"), page_ticket_channel("u1", "T"), PAGES]
-    assert s.frame_for(Envelope("push", "backend", "", {"a": 1})) == {"a": 1}
-    assert s.frame_for(Envelope("message", "user", "", {"msg": "x"})) is None
+    assert s.deliver(Envelope("push", "backend", "", {"a": 1})) == [Send({"a": 1})]
+    assert s.deliver(Envelope("message", "user", "", {"msg": "x"})) == []
     assert isinstance(parse_page_frame('{"cmd":"ping"}'), Ping)
     s.receive('{"ticket":"T","uid":"u1"}', 1.0)
-    with pytest.raises(ProtocolError) as e:
-        s.receive('{"ticket":"T","uid":"u1"}', 1.0)
-    assert e.value.code == "rate_limited"
-    assert not s.is_idle(40.0) and s.is_idle(41.5)
+    actions, frame = s.receive('{"ticket":"T","uid":"u1"}', 1.0)
+    assert frame is None and actions[0].frame["code"] == "rate_limited"
+    assert s.check(40.0, 0) is None and s.check(41.5, 0) is not None

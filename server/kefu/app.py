@@ -29,6 +29,7 @@ def create_app(settings: Settings | None = None) -> Sanic:
     app.config.REQUEST_MAX_SIZE = settings.max_frame_bytes
     app.config.ACCESS_LOG = False  # query strings carry tokens
     app.config.GRACEFUL_SHUTDOWN_TIMEOUT = 10.0
+    app.config.WEBSOCKET_PING_INTERVAL = None  # kefu's heartbeat decides liveness (ws/transport.py)
     app.ctx.settings = settings
     app.ctx.log = log
 

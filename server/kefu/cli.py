@@ -28,6 +28,7 @@ def serve(args: argparse.Namespace) -> None:
     from sanic.worker.loader import AppLoader
 
     from kefu.app import create_app
+    from kefu.ws.transport import KefuWebSocketProtocol
 
     settings = _settings()
     if args.port is not None:
@@ -39,7 +40,7 @@ def serve(args: argparse.Namespace) -> None:
     app = loader.load()
     single = settings.workers == 1
     app.prepare(host=settings.host, port=settings.port, workers=settings.workers,
-                single_process=single, motd=False, access_log=False)
+                single_process=single, motd=False, access_log=False, protocol=KefuWebSocketProtocol)
     if single:
         Sanic.serve_single(primary=app)
     else:

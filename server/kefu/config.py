@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     rate_burst: int = 30
     error_strikes: int = 10
     send_queue: int = 512
+    send_queue_bytes: int = Field(1_048_576, ge=65536)
     dedupe_ttl: int = 24 * 3600
 
     writer_batch: int = 500

@@ -8,11 +8,11 @@ from typing import Any
 from redis.asyncio import BlockingConnectionPool, Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from kefu.broker.local import LocalBroker, LocalSequencer
-from kefu.broker.redis import RedisBroker, RedisSequencer
+from kefu.broker.local import LocalBroker
+from kefu.broker.redis import RedisBroker
 from kefu.config import Settings
 from kefu.core.session import Limits
-from kefu.journal.local import LocalJournal
+from kefu.journal.embedded import EmbeddedJournal
 from kefu.journal.redis import RedisJournal
 from kefu.node import Node
 from kefu.store.accounts import AccountStore
@@ -50,14 +50,14 @@ def build(s: Settings) -> Engines:
             socket_connect_timeout=5))
         node = Node(
             broker=RedisBroker(redis, s.redis_prefix),
-            sequencer=RedisSequencer(redis, s.redis_prefix, s.dedupe_ttl),
             journal=RedisJournal(redis, s.redis_prefix, messages, s.writer_batch, s.writer_retry_max,
-                                 s.writer_claim_idle_ms),
+                                 s.writer_claim_idle_ms, s.dedupe_ttl),
             messages=messages, accounts=accounts, tokens=RedisTokenStore(redis, s.redis_prefix),
             limits=limits_of(s))
         return Engines(node, db, redis)
+    broker = LocalBroker()
     node = Node(
-        broker=LocalBroker(), sequencer=LocalSequencer(s.dedupe_ttl),
-        journal=LocalJournal(messages, s.writer_batch, s.writer_retry_max),
+        broker=broker,
+        journal=EmbeddedJournal(messages, broker, s.writer_batch, s.writer_retry_max, s.dedupe_ttl),
         messages=messages, accounts=accounts, tokens=SqlTokenStore(db), limits=limits_of(s))
     return Engines(node, db, None)

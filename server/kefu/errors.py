@@ -1,10 +1,10 @@
 """One error family for the whole server, and the close codes sockets end with.
 
 The core raises a `KefuError`; each edge translates it once: HTTP answers `status` with
-`{"error": code, "message", "retry"}`, a socket sends `{"cmd": "error", "code", "message", "retry"}`,
-the push port answers `fail`. `retryable` says whose fault it is: a retryable error is the
-infrastructure's (resend the same request later, nothing is counted against the client); any other
-is the client's and counts toward the socket's error budget. docs/protocol.md lists every code.
+`{"error": code, "message"}` (and Retry-After when retryable), a socket sends
+`{"cmd": "error", "code", "message", "retry"}`, the push port answers `fail`. `retryable` tells the
+client to resend the same request later; `client_fault` is False only for infrastructure trouble,
+which never counts against a socket's error budget. docs/protocol.md lists every code.
 
 `translate` turns the infrastructure's own exceptions (a database or Redis that cannot be reached)
 into `Unavailable`, so no edge has to know the drivers' exception types.
@@ -41,6 +41,8 @@ class KefuError(Exception):
     code: ClassVar[str] = "error"
     status: ClassVar[int] = 400
     retryable: ClassVar[bool] = False
+    #: False only for infrastructure trouble, which never counts against a client's error budget.
+    client_fault: ClassVar[bool] = True
 
     def __init__(self, message: str = "", *, cmid: str | None = None,
                  retry_after: float | None = None) -> None:
@@ -58,8 +60,8 @@ class KefuError(Exception):
         return out
 
     def body(self) -> dict[str, Any]:
-        """The HTTP form (the status is `self.status`)."""
-        return {"error": self.code, "message": self.message, "retry": self.retryable}
+        """The HTTP form: the status (`self.status`) and Retry-After say whether to retry."""
+        return {"error": self.code, "message": self.message}
 
 
 class BadRequest(KefuError):
@@ -126,6 +128,15 @@ class Unavailable(KefuError):
     """A backing store (database, Redis, WeChat) cannot be reached: retry later, same request."""
 
     code, status, retryable = "unavailable", 503, True
+    client_fault = False
+
+
+class Internal(KefuError):
+    """A bug in kefu (logged with its traceback). Not the client's fault, and resending the same
+    request is unlikely to help."""
+
+    code, status = "internal", 500
+    client_fault = False
 
 
 #: Driver errors that mean "could not reach or use the store", not "the query is wrong".

@@ -1,7 +1,9 @@
 """This process's sockets: who is connected here, channel subscriptions, and bounded delivery.
 
-A `Conn` wraps one socket with a bounded send queue drained by its own task, so a slow reader
-costs only itself (it is closed with 4503 when its queue overflows), never the sender or others.
+A `Conn` wraps one socket with a send queue bounded in size and drained by its own task, so a slow
+reader costs only itself (it is closed with 4503 when its queue overflows), never the sender or
+others. The hub carries out what each socket's session decides (`Session.deliver`, `gap`, `check`);
+a frame fanned out to many sockets is encoded once.
 """
 
 from __future__ import annotations
@@ -9,75 +11,119 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from typing import Any
 
-from kefu import metrics
+from kefu import jsonio, metrics
 from kefu.broker.base import Broker
 from kefu.core.routing import Envelope
-from kefu.core.session import CLOSE_SLOW_CONSUMER, Session
-from kefu.protocol import dumps
+from kefu.core.session import Action, CloseWith, Send, Session
+from kefu.errors import Close
 
 log = logging.getLogger(__name__)
 
 SendText = Callable[[str], Awaitable[None]]
 CloseFn = Callable[[int, str], Awaitable[None]]
+_CLOSE = object()  # queue marker: close once the frames before it are sent
 
 
 class Conn:
-    def __init__(self, session: Session, send: SendText, close: CloseFn, queue_size: int) -> None:
+    def __init__(self, session: Session, send: SendText, close: CloseFn, max_chars: int,
+                 max_frames: int, last_received: Callable[[], float] | None = None) -> None:
         self.session = session
+        self.last_received = last_received
         self._send = send
         self._close = close
-        self._queue: asyncio.Queue[str | None] = asyncio.Queue(queue_size)
+        self._max_chars = max_chars
+        self._max_frames = max_frames
+        self._queue: deque[str | object] = deque()
+        self._queued_chars = 0
+        self._ready = asyncio.Event()
         self._task = asyncio.create_task(self._drain())
         self.closing = False
-        self._after_drain = (1000, "")
-        self._closer: asyncio.Task | None = None
+        self._after_drain: tuple[int, str] = (Close.NORMAL, "")
+        self._closer: asyncio.Task[None] | None = None
+        self._work: set[asyncio.Task[None]] = set()
 
-    def push(self, frame: dict[str, Any] | str) -> None:
-        """Queue a frame without waiting; overflow means the client is not reading."""
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run request work beside the receive loop; cancelled when the socket ends."""
+        task = asyncio.create_task(work)
+        self._work.add(task)
+        task.add_done_callback(self._work.discard)
+
+    def apply(self, actions: Iterable[Action], encoded: dict[int, str] | None = None) -> None:
+        """Carry out a session's decisions. `encoded` shares each frame's text between sockets."""
+        for a in actions:
+            if isinstance(a, Send):
+                self.send_frame(a.frame, encoded)
+            elif isinstance(a, CloseWith):
+                self.close_soon(a.code, a.reason)
+
+    def send_frame(self, frame: dict[str, Any], encoded: dict[int, str] | None = None) -> None:
+        text = encoded.get(id(frame)) if encoded is not None else None
+        if text is None:
+            try:
+                text = jsonio.dumps(frame)
+            except ValueError as e:  # NaN or a lone surrogate: never mute the socket silently
+                log.error("a frame for a %s socket could not be encoded (%s); closing it",
+                          self.session.who.role, e)
+                self.close_soon(Close.INTERNAL, "a frame could not be sent")
+                return
+            if encoded is not None:
+                encoded[id(frame)] = text
+        self.send_text(text)
+
+    def send_text(self, text: str) -> None:
+        """Queue without waiting; overflow means the client is not reading."""
         if self.closing:
             return
-        try:
-            self._queue.put_nowait(frame if isinstance(frame, str) else dumps(frame))
-        except asyncio.QueueFull:
-            self.close_soon(CLOSE_SLOW_CONSUMER, "slow consumer")
+        if len(self._queue) >= self._max_frames or self._queued_chars + len(text) > self._max_chars:
+            self.close_soon(Close.SLOW_CONSUMER, "slow consumer")
+            return
+        self._queue.append(text)
+        self._queued_chars += len(text)
+        self._ready.set()
 
     def close_soon(self, code: int, reason: str) -> None:
-        """Close after the frames already queued (an error frame before its 4429, say) are sent."""
+        """Close after the frames already queued (an error frame before its 4429, say) are sent;
+        a slow consumer is closed at once (its queue is what it cannot take)."""
         if self.closing:
             return
         self.closing = True
-        metrics.CLOSES.labels(str(code)).inc()
-        if code == CLOSE_SLOW_CONSUMER:
+        metrics.CLOSES.labels(str(int(code))).inc()
+        if code == Close.SLOW_CONSUMER:
             self._task.cancel()
+            self._queue.clear()
             self._closer = asyncio.create_task(self._close(code, reason))
             return
         self._after_drain = (code, reason)
-        try:
-            self._queue.put_nowait(None)
-        except asyncio.QueueFull:
-            self._task.cancel()
-            self._closer = asyncio.create_task(self._close(code, reason))
+        self._queue.append(_CLOSE)
+        self._ready.set()
 
     async def _drain(self) -> None:
         try:
             while True:
-                text = await self._queue.get()
-                if text is None:
-                    code, reason = self._after_drain
-                    await self._close(code, reason)
+                if not self._queue:
+                    self._ready.clear()
+                    await self._ready.wait()
+                    continue
+                item = self._queue.popleft()
+                if item is _CLOSE:
+                    await self._close(*self._after_drain)
                     return
-                await self._send(text)
+                assert isinstance(item, str)
+                self._queued_chars -= len(item)
+                await self._send(item)
         except asyncio.CancelledError:
             raise
-        except Exception:
-            return  # the socket is gone; the handler's receive loop notices and cleans up
+        except Exception as e:  # the socket is gone; the handler's receive loop notices and cleans up
+            log.debug("send failed: %s", e)
 
     async def stop(self, grace: float = 5.0) -> None:
         """Finish a close already under way (its queued frames, then the close frame), else cut."""
+        for t in list(self._work):
+            t.cancel()
         pending = [t for t in (self._task, self._closer) if t is not None and not t.done()]
         if self.closing and pending:
             await asyncio.wait(pending, timeout=grace)
@@ -87,68 +133,107 @@ class Conn:
                 await t
 
 
+class _ChannelLocks:
+    """One lock per channel while anyone uses it, so a subscribe and an unsubscribe of the same
+    channel never interleave; forgotten when the last user leaves (QR channels are short-lived)."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, channel: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(channel, (asyncio.Lock(), 0))
+        self._locks[channel] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[channel]
+            if users == 1:
+                del self._locks[channel]
+            else:
+                self._locks[channel] = (lock, users - 1)
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+
 class Hub:
-    """Maps channels (user:<openid>, agent:<id>, agents) to this process's connections."""
+    """Maps channels (user:<openid>, agent:<id>, agents, page:…) to this process's connections."""
 
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
-        self.channels: dict[str, set[Conn]] = defaultdict(set)
-        self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.channels: dict[str, set[Conn]] = {}
+        self._locks = _ChannelLocks()
         # Sockets on no channel yet (a QR page before it binds): still swept for idleness, drained.
         self.unbound: set[Conn] = set()
+        self._all: set[Conn] = set()
 
     async def add(self, conn: Conn) -> None:
+        """Subscribe the socket's channels; if the broker refuses one, undo the others and raise."""
         chans = conn.session.channels
+        done: list[str] = []
+        try:
+            for ch in chans:
+                async with self._locks.hold(ch):
+                    members = self.channels.get(ch)
+                    if not members:
+                        await self.broker.subscribe(ch)
+                        members = self.channels[ch] = set()
+                    members.add(conn)
+                done.append(ch)
+        except BaseException:
+            await self._leave(conn, done)
+            raise
         if not chans:
             self.unbound.add(conn)
-        for ch in chans:
-            async with self._locks[ch]:
-                if not self.channels[ch]:
-                    await self.broker.subscribe(ch)
-                self.channels[ch].add(conn)
-        metrics.CONNECTIONS.labels(conn.session.who.role).inc()
+        if conn not in self._all:
+            self._all.add(conn)
+            metrics.CONNECTIONS.labels(conn.session.who.role).inc()
 
     async def remove(self, conn: Conn) -> None:
         self.unbound.discard(conn)
-        for ch in conn.session.channels:
-            async with self._locks[ch]:
+        await self._leave(conn, conn.session.channels)
+        if conn in self._all:
+            self._all.discard(conn)
+            metrics.CONNECTIONS.labels(conn.session.who.role).dec()
+
+    async def _leave(self, conn: Conn, chans: Iterable[str]) -> None:
+        for ch in chans:
+            async with self._locks.hold(ch):
                 members = self.channels.get(ch)
                 if members is None or conn not in members:
                     continue
                 members.discard(conn)
                 if not members:
                     del self.channels[ch]
-                    with contextlib.suppress(Exception):
+                    with contextlib.suppress(Exception):  # a broker that is down has no subscription
                         await self.broker.unsubscribe(ch)
-            self._drop_lock(ch)
-        metrics.CONNECTIONS.labels(conn.session.who.role).dec()
 
-    def on_broker_message(self, channel: str, raw: str) -> None:
+    def on_envelope(self, channel: str, env: Envelope) -> None:
         """Fan an envelope out to this process's sockets on `channel`."""
         conns = self.channels.get(channel)
         if not conns:
             return
-        env = Envelope.loads(raw)
-        text: str | None = None
+        encoded: dict[int, str] = {}
         for conn in list(conns):
-            if conn.session.kicked_by(env):
-                conn.close_soon(4401, "logged out")
-                continue
-            frame = conn.session.frame_for(env)
-            if frame is not None:
-                text = text or dumps(frame)
-                conn.push(text)
+            conn.apply(conn.session.deliver(env), encoded)
 
-    def _drop_lock(self, ch: str) -> None:
-        """Forget an idle channel's lock, or short-lived channels (QR pages) would pile up locks.
-        Safe without awaiting: nobody holds or waits for it, and `async with` takes it at once."""
-        lock = self._locks.get(ch)
-        if ch not in self.channels and lock is not None and not lock.locked() \
-                and not getattr(lock, "_waiters", None):
-            del self._locks[ch]
+    def on_gap(self) -> None:
+        """The broker lost envelopes for a while: every socket here is told (or closed)."""
+        for conn in list(self._all):
+            conn.apply(conn.session.gap())
+
+    def sweep(self, now: float, wall_now: float) -> None:
+        for conn in list(self._all):
+            if conn.last_received is not None:  # protocol-level pings count as life too
+                conn.session.touch(conn.last_received())
+            close = conn.session.check(now, wall_now)
+            if close is not None:
+                conn.close_soon(close.code, close.reason)
 
     def all_conns(self) -> set[Conn]:
-        return {c for members in self.channels.values() for c in members} | self.unbound
+        return set(self._all)
 
     def count(self) -> int:
-        return len(self.all_conns())
+        return len(self._all)

@@ -12,3 +12,9 @@ MESSAGES_ACCEPTED = Counter("kefu_messages_accepted_total", "Chat messages accep
 MESSAGES_STORED = Counter("kefu_messages_stored_total", "Chat messages written to the database")
 WRITE_ERRORS = Counter("kefu_write_errors_total", "Failed database batch writes (retried)")
 WRITE_SECONDS = Histogram("kefu_write_batch_seconds", "Database batch write latency")
+JOURNAL_PENDING = Gauge("kefu_journal_pending", "Accepted messages not yet stored in the database")
+BROKER_RECONNECTS = Counter("kefu_broker_reconnects_total", "Broker subscriber connections restored")
+ID_COLLISIONS = Counter("kefu_id_collisions_total",
+                        "Rows refused because their id already names a different message")
+REDIS_RESTORES = Counter("kefu_redis_restores_total",
+                         "Times this process found Redis restarted or emptied and restored its state")

@@ -1,7 +1,8 @@
 """The node: what the server does with an authenticated request, whatever socket or port it came on.
 
-It owns this process's engines (broker, sequencer, journal, stores) and the hub, and holds the
-rules for accepting a message: id and dedupe first, then fan-out, then durability, then the ack.
+It owns this process's engines (broker, journal, stores) and the hub. The journal decides ids,
+dedupe, durability and relay in one step (docs/architecture.md); the node adds the reads that must
+see the journal too — sync, history, unread counts, read marks — and kicks and pushes.
 """
 
 from __future__ import annotations
@@ -10,79 +11,62 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable
-from dataclasses import dataclass
 from typing import Any
 
-from kefu import metrics
-from kefu.broker.base import Broker, Sequencer
+from kefu.broker.base import Broker
 from kefu.core.push import push_envelope
 from kefu.core.routing import (
     AGENTS,
-    Envelope,
     conversation_channels,
-    message_envelope,
+    kick_envelope,
     read_envelope,
 )
-from kefu.core.session import CLOSE_GOING_AWAY, CLOSE_HEARTBEAT, CLOSE_UNAUTHORIZED, Limits
+from kefu.core.session import Accepted, Limits
+from kefu.errors import Close
 from kefu.hub import Hub
-from kefu.journal.base import Journal, JournalUnavailable
-from kefu.protocol import Identity, Message, Role, SendMessage, ack_frame, error_frame
+from kefu.journal.base import Draft, Journal
+from kefu.protocol import Identity, Message, Role, SendMessage, agent_channel, user_channel
 from kefu.store.accounts import AccountStore
 from kefu.store.messages import MessageStore
 from kefu.store.tokens import TokenStore, digest
 
 log = logging.getLogger(__name__)
 
+SYNC_MAX_CHARS = 256 * 1024  # a sync reply carries at most about this much text; `more` says the rest
+
 
 def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-@dataclass
-class Accepted:
-    """A relayed message and the wait for its durability, which decides between ack and error."""
-
-    message: Message
-    durable: Awaitable[None] | None
-    delivered: bool
-    dup: bool = False
-
-    async def outcome(self, cmid: str | None) -> dict[str, Any] | None:
-        m = self.message
-        if self.durable is not None:
-            try:
-                await self.durable
-            except JournalUnavailable as e:
-                return error_frame("unavailable", f"message not stored, resend it: {e}", cmid)
-        if cmid is None:
-            return None
-        return ack_frame(cmid, m.id, m.ts, self.delivered, self.dup)
+def _merge(stored: list[Message], pending: list[Message]) -> list[Message]:
+    """Stored and journaled messages by id (a message in both counts once), oldest first."""
+    return sorted({m.id: m for m in [*stored, *pending]}.values(), key=lambda m: m.id)
 
 
 class Node:
-    def __init__(self, *, broker: Broker, sequencer: Sequencer, journal: Journal, messages: MessageStore,
-                 accounts: AccountStore, tokens: TokenStore, limits: Limits) -> None:
+    def __init__(self, *, broker: Broker, journal: Journal, messages: MessageStore, accounts: AccountStore,
+                 tokens: TokenStore, limits: Limits) -> None:
         self.broker = broker
-        self.sequencer = sequencer
         self.journal = journal
         self.messages = messages
         self.accounts = accounts
         self.tokens = tokens
         self.limits = limits
         self.hub = Hub(broker)
-        self._sweeper: asyncio.Task | None = None
+        self.epoch = ""
+        self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        await self.sequencer.raise_floor(await self.messages.max_id())
-        await self.broker.start(self.hub.on_broker_message)
+        self.epoch = await self.messages.epoch()
+        await self.broker.start(self.hub.on_envelope, self.hub.on_gap)
         await self.journal.start()
         self._sweeper = asyncio.create_task(self._sweep_idle())
 
     async def close_sockets(self) -> None:
         """First half of a drain: tell every socket we are going away."""
         for conn in self.hub.all_conns():
-            conn.close_soon(CLOSE_GOING_AWAY, "server shutting down")
+            conn.close_soon(Close.GOING_AWAY, "server shutting down")
 
     async def stop(self, flush_timeout: float = 10.0) -> None:
         """Second half: flush accepted messages to the database, then release the engines."""
@@ -97,75 +81,76 @@ class Node:
         period = min(5.0, max(0.2, self.limits.heartbeat_timeout / 4))
         while True:
             await asyncio.sleep(period)
-            now, wall = time.monotonic(), time.time()
-            for conn in self.hub.all_conns():
-                if conn.session.is_idle(now):
-                    conn.close_soon(CLOSE_HEARTBEAT, "heartbeat timeout")
-                elif conn.session.token_expired(wall):
-                    conn.close_soon(CLOSE_UNAUTHORIZED, "token expired")
+            self.hub.sweep(time.monotonic(), time.time())
 
     # ---- messages ------------------------------------------------------------------------------
 
     async def accept(self, who: Identity, req: SendMessage, origin: str = "") -> Accepted:
-        """Give the message an id, relay it at once, and start making it durable."""
-        msg_id, ts, dup = await self.sequencer.claim(who.sender, req.cmid, now_ms())
-        m = Message(id=msg_id, ts=ts, openid=req.openid, sender=who.role, msg=req.msg,
-                    agent_id=who.agent_id, agent=who.agent_name, cmid=req.cmid)
-        if dup:
-            return Accepted(m, None, delivered=True, dup=True)
-        durable = asyncio.ensure_future(self._append(who, m))
-        to_user, to_agents = await self.broker.publish(conversation_channels(m.openid),
-                                                        message_envelope(m, origin).dumps())
-        metrics.MESSAGES_ACCEPTED.labels(who.role).inc()
-        return Accepted(m, durable, delivered=(to_agents if who.role == "user" else to_user) > 0)
-
-    async def _append(self, who: Identity, m: Message) -> None:
-        try:
-            await self.journal.append(m)
-        except JournalUnavailable:
-            if m.cmid is not None:
-                with contextlib.suppress(Exception):
-                    await self.sequencer.forget(who.sender, m.cmid)
-            raise
+        """Durable, relayed and with its id when this returns (or `Unavailable`)."""
+        draft = Draft(ts=now_ms(), openid=req.openid, sender=who.role, msg=req.msg, agent_id=who.agent_id,
+                      agent=who.agent_name, cmid=req.cmid)
+        return await self.journal.accept(draft, origin)
 
     async def since(self, who: Identity, after: int, limit: int) -> tuple[list[Message], bool]:
-        """Messages after `after` that `who` may see, stored or still in the journal, oldest first."""
+        """Messages after `after` that `who` may see, oldest first: every one with an id up to the
+        last returned, stored or still in the journal (docs/architecture.md, "sync is exact")."""
         openid = who.openid if who.role == "user" else None
-        stored = await self.messages.after(openid, after, limit + 1)
-        pending = await self.journal.pending(openid, after)
-        merged = sorted({m.id: m for m in [*stored, *pending]}.values(), key=lambda m: m.id)
-        return merged[:limit], len(merged) > limit
+        snap = await self.journal.snapshot(openid, after)  # first: see architecture.md
+        stored = await self.messages.after(openid, after, limit + 1, upto=snap.cap)
+        merged = _merge(stored, snap.pending)
+        out, size = [], 0
+        for m in merged[:limit]:
+            size += len(m.msg) + 200
+            if out and size > SYNC_MAX_CHARS:
+                break
+            out.append(m)
+        return out, len(out) < len(merged)
+
+    async def history(self, openid: str, before: int | None, limit: int) -> list[Message]:
+        """Newest first, paging back with `before`; includes messages still in the journal."""
+        snap = await self.journal.snapshot(openid, 0)
+        stored = await self.messages.history(openid, before, limit, upto=snap.cap)
+        pending = [m for m in snap.pending if before is None or m.id < before]
+        return _merge(stored, pending)[::-1][:limit]
 
     async def read_state(self, openid: str) -> dict[str, int]:
         """A user's read marks and unread count, counting agent messages still in the journal:
         a reply acked a moment ago is unread even before the writer has stored it."""
         marks = await self.messages.read_marks(openid)
         mark = marks["user_read_upto"]
-        pending = {m.id for m in await self.journal.pending(openid, mark) if m.sender == "agent"}
+        snap = await self.journal.snapshot(openid, mark)
+        pending = {m.id for m in snap.pending if m.sender == "agent"}
         stored = await self.messages.count_from_agents(openid, mark, sorted(pending))
-        return {"unread": stored + len(pending), **marks}
+        return {"unread": stored + len(pending), "agent_read_upto": marks["agent_read_upto"],
+                "user_read_upto": marks["user_read_upto"]}
 
     async def mark_read(self, who: Identity, openid: str, upto: int | None, origin: str = "") -> int:
-        if upto is None:
-            latest = await self.messages.history(openid, None, 1)
-            pending = await self.journal.pending(openid, 0)
-            upto = max([m.id for m in latest + pending], default=0)
+        """Move `who`'s side's read mark to `upto` (default and at most: the newest message)."""
+        marks = await self.messages.read_marks(openid)
+        snap = await self.journal.snapshot(openid, marks["last_message_id"])
+        newest = max([marks["last_message_id"], *(m.id for m in snap.pending)])
+        upto = newest if upto is None else min(upto, newest)
         upto = await self.messages.mark_read(openid, who.role, upto)
         envelope = read_envelope(openid, who.role, upto, origin)
-        await self.broker.publish(conversation_channels(openid), envelope.dumps())
+        await self.broker.publish(conversation_channels(openid), envelope)
         return upto
+
+    # ---- kicks and pushes ----------------------------------------------------------------------
 
     async def logout(self, token: str, who: Identity) -> None:
         await self.tokens.revoke(token)
-        kick = Envelope("kick", who.role, token_digest=digest(token)).dumps()
-        await self.broker.publish((who.channel,), kick)
+        await self.broker.publish((who.channel,), kick_envelope(who.role, digest(token)))
+
+    async def kick_agent(self, agent_id: int) -> None:
+        """Close every socket of one agent, on every node (disabled, deleted, password changed)."""
+        await self.broker.publish((agent_channel(agent_id),), kick_envelope("agent"))
 
     async def push(self, channel: str, frame: dict[str, Any]) -> int:
         """A backend push (docs/protocol.md §8): how many nodes hold a socket on `channel`."""
-        (nodes,) = await self.broker.publish((channel,), push_envelope(frame).dumps())
+        (nodes,) = await self.broker.publish((channel,), push_envelope(frame))
         return nodes
 
     async def is_online(self, role: Role, key: str) -> bool:
         """Whether any process holds a socket for a user openid (or any agent, for role agent)."""
-        channel = AGENTS if role == "agent" else conversation_channels(key)[0]
+        channel = AGENTS if role == "agent" else user_channel(key)
         return channel in self.hub.channels or await self.broker.online(channel)

@@ -1,14 +1,17 @@
 """WebSocket frames: parse, validate and serialise. Pure: no I/O, no clock, no globals.
 
-The wire format is specified in docs/protocol.md; this module is its executable form.
+The wire format is specified in docs/protocol.md; this module is its executable form. Every
+identifier rule (openid, cmid, ids) lives here and every caller uses it.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from kefu.errors import BadFrame, Forbidden, KefuError, TooLarge, UnknownCmd, UnknownType
+from kefu.jsonio import load_object
 
 Role = Literal["user", "agent"]
 
@@ -16,6 +19,31 @@ OPENID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 CMID_RE = re.compile(r"[\x21-\x7e]{1,64}")
 SYNC_LIMIT_DEFAULT = 200
 SYNC_LIMIT_MAX = 500
+MAX_ID = 2**63 - 1  # ids, cursors and read marks are BIGINT
+
+
+def is_openid(value: object) -> bool:
+    return isinstance(value, str) and OPENID_RE.fullmatch(value) is not None
+
+
+def is_id(value: object) -> bool:
+    """A message id, cursor or read mark: an integer in 0..2^63-1 (JSON booleans are not)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_ID
+
+
+def sender_key(role: Role, openid: str | None, agent_id: int | None) -> str:
+    """Stable key for client-message-id dedupe: one namespace per sender."""
+    return f"u:{openid}" if role == "user" else f"a:{agent_id}"
+
+
+def user_channel(openid: str) -> str:
+    """Every socket of one mini-program user listens here."""
+    return f"user:{openid}"
+
+
+def agent_channel(agent_id: int | None) -> str:
+    """Every socket of one agent listens here (logout and disable kicks)."""
+    return f"agent:{agent_id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,17 +58,16 @@ class Identity:
 
     @property
     def sender(self) -> str:
-        """Stable key for client-message-id dedupe: one namespace per sender."""
-        return f"u:{self.openid}" if self.role == "user" else f"a:{self.agent_id}"
+        return sender_key(self.role, self.openid, self.agent_id)
 
     @property
     def channel(self) -> str:
-        return f"user:{self.openid}" if self.role == "user" else f"agent:{self.agent_id}"
+        return user_channel(self.openid or "") if self.role == "user" else agent_channel(self.agent_id)
 
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    """A stored chat message; `to_wire` is the one shape used in live frames, sync and history."""
+    """A chat message; `to_wire` is the one shape used in live frames, sync and history."""
 
     id: int
     ts: int
@@ -50,6 +77,10 @@ class Message:
     agent_id: int | None = None
     agent: str | None = None
     cmid: str | None = None
+
+    @property
+    def sender_key(self) -> str:
+        return sender_key(self.sender, self.openid, self.agent_id)
 
     def to_wire(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -100,30 +131,6 @@ class MarkRead:
 ClientFrame = SendMessage | Ping | Sync | MarkRead
 
 
-class ProtocolError(Exception):
-    """A frame kefu refuses; `code` is one of the error codes in docs/protocol.md §4.4."""
-
-    def __init__(self, code: str, message: str, cmid: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.cmid = cmid
-
-    def frame(self) -> dict[str, Any]:
-        return error_frame(self.code, self.message, self.cmid)
-
-
-def load_object(text: str) -> dict[str, Any]:
-    """A text frame's JSON object, or `bad_json`: every frame a client sends is one."""
-    try:
-        obj = json.loads(text)
-    except ValueError:
-        raise ProtocolError("bad_json", "frame is not valid JSON") from None
-    if not isinstance(obj, dict):
-        raise ProtocolError("bad_json", "frame must be a JSON object")
-    return obj
-
-
 def parse(text: str, who: Identity, max_message_bytes: int) -> ClientFrame:
     """Turn one text frame into a typed request that `who` is allowed to make, or raise."""
     obj = load_object(text)
@@ -138,76 +145,57 @@ def _parse_cmd(cmd: object, obj: dict[str, Any], who: Identity) -> ClientFrame:
         return Ping()
     if cmd == "sync":
         after = obj.get("after", 0)
-        if not _is_int(after) or after < 0:
-            raise ProtocolError("bad_frame", "sync.after must be a non-negative integer")
+        if not is_id(after):
+            raise BadFrame(f"sync.after must be an integer in 0..{MAX_ID}")
         limit = obj.get("limit", SYNC_LIMIT_DEFAULT)
-        if not _is_int(limit) or not 1 <= limit <= SYNC_LIMIT_MAX:
-            raise ProtocolError("bad_frame", f"sync.limit must be 1..{SYNC_LIMIT_MAX}")
+        if not is_id(limit) or not 1 <= limit <= SYNC_LIMIT_MAX:
+            raise BadFrame(f"sync.limit must be 1..{SYNC_LIMIT_MAX}")
         return Sync(after=after, limit=limit)
     if cmd == "read":
         upto = obj.get("upto")
-        if upto is not None and (not _is_int(upto) or upto < 0):
-            raise ProtocolError("bad_frame", "read.upto must be a non-negative integer")
-        return MarkRead(openid=_conversation(obj, who), upto=upto)
-    raise ProtocolError("unknown_cmd", f"unknown cmd {str(cmd)[:32]!r}")
+        if upto is not None and not is_id(upto):
+            raise BadFrame(f"read.upto must be an integer in 0..{MAX_ID}")
+        return MarkRead(openid=conversation_of(obj.get("openid"), who), upto=upto)
+    raise UnknownCmd(f"unknown cmd {str(cmd)[:32]!r}")
 
 
 def _parse_message(obj: dict[str, Any], who: Identity, max_message_bytes: int) -> SendMessage:
     cmid = obj.get("cmid")
     if cmid is not None and not (isinstance(cmid, str) and CMID_RE.fullmatch(cmid)):
-        raise ProtocolError("bad_frame", "cmid must be 1-64 printable ASCII characters")
-    raw_type = obj.get("type", 2 if who.role == "user" else 1)
-    kind = int(raw_type) if isinstance(raw_type, str) and raw_type in ("1", "2") else raw_type
-    if not _is_int(kind) or kind not in (1, 2):
-        raise ProtocolError("unknown_type", "type must be 1 (agent → user) or 2 (user → agents)", cmid)
-    if (kind == 1) != (who.role == "agent"):
-        raise ProtocolError("forbidden", f"a {who.role} cannot send type {kind} messages", cmid)
-    msg = obj.get("msg")
-    if not isinstance(msg, str) or not msg:
-        raise ProtocolError("bad_frame", "msg must be a non-empty string", cmid)
-    if len(msg) > max_message_bytes // 4 and len(msg.encode("utf-8", "surrogatepass")) > max_message_bytes:
-        raise ProtocolError("too_large", f"msg is over {max_message_bytes} bytes", cmid)
+        raise BadFrame("cmid must be 1-64 printable ASCII characters")
     try:
-        msg.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ProtocolError("bad_frame", "msg is not valid Unicode (lone surrogate)", cmid) from None
-    try:
-        openid = _conversation(obj, who)
-    except ProtocolError as e:
+        raw_type = obj.get("type", 2 if who.role == "user" else 1)
+        kind = int(raw_type) if isinstance(raw_type, str) and raw_type in ("1", "2") else raw_type
+        if not is_id(kind) or kind not in (1, 2):
+            raise UnknownType("type must be 1 (agent → user) or 2 (user → agents)")
+        if (kind == 1) != (who.role == "agent"):
+            raise Forbidden(f"a {who.role} cannot send type {kind} messages")
+        msg = obj.get("msg")
+        if not isinstance(msg, str) or not msg:
+            raise BadFrame("msg must be a non-empty string")
+        if len(msg) > max_message_bytes // 4 and len(msg.encode("utf-8")) > max_message_bytes:
+            raise TooLarge(f"msg is over {max_message_bytes} bytes")
+        openid = conversation_of(obj.get("openid"), who)
+    except KefuError as e:
         e.cmid = cmid
         raise
     return SendMessage(openid=openid, msg=msg, cmid=cmid)
 
 
-def _conversation(obj: dict[str, Any], who: Identity) -> str:
-    """The conversation a frame is about: a user's own, or the one an agent names."""
-    openid = obj.get("openid")
+def conversation_of(openid: object, who: Identity) -> str:
+    """The conversation a request is about: a user's own, or the one an agent names."""
     if who.role == "user":
         if openid is not None and openid != who.openid:
-            raise ProtocolError("forbidden", "a user can only speak in their own conversation")
+            raise Forbidden("a user can only speak in their own conversation")
         assert who.openid is not None
         return who.openid
-    if not isinstance(openid, str) or not OPENID_RE.fullmatch(openid):
-        raise ProtocolError("bad_frame", "openid must be 1-64 characters of A-Za-z0-9_-")
+    if not is_openid(openid):
+        raise BadFrame("openid must be 1-64 characters of A-Za-z0-9_-")
+    assert isinstance(openid, str)
     return openid
 
 
-def _is_int(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 # ---- server → client frames -------------------------------------------------------------------
-
-
-def dumps(obj: dict[str, Any]) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
-
-
-def error_frame(code: str, message: str, cmid: str | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {"cmd": "error", "code": code, "message": message}
-    if cmid is not None:
-        out["cmid"] = cmid
-    return out
 
 
 def ack_frame(cmid: str, msg_id: int, ts: int, delivered: bool, dup: bool = False) -> dict[str, Any]:
@@ -217,9 +205,9 @@ def ack_frame(cmid: str, msg_id: int, ts: int, delivered: bool, dup: bool = Fals
     return out
 
 
-def hello_frame(who: Identity, heartbeat: float, max_message_bytes: int) -> dict[str, Any]:
+def hello_frame(who: Identity, heartbeat: float, max_message_bytes: int, epoch: str) -> dict[str, Any]:
     out: dict[str, Any] = {"cmd": "hello", "role": who.role, "heartbeat": heartbeat,
-                           "max_message_bytes": max_message_bytes}
+                           "max_message_bytes": max_message_bytes, "epoch": epoch}
     if who.role == "user":
         out["openid"] = who.openid
     else:
@@ -227,9 +215,19 @@ def hello_frame(who: Identity, heartbeat: float, max_message_bytes: int) -> dict
     return out
 
 
+def pong_frame(ts_ms: int) -> dict[str, Any]:
+    return {"cmd": "pong", "ts": ts_ms}
+
+
 def read_frame(openid: str, by: Role, upto: int) -> dict[str, Any]:
     return {"cmd": "read", "openid": openid, "by": by, "upto": upto}
 
 
-def sync_frame(after: int, messages: list[Message], more: bool) -> dict[str, Any]:
-    return {"cmd": "sync", "after": after, "messages": [m.to_wire() for m in messages], "more": more}
+def sync_frame(after: int, messages: list[Message], more: bool, epoch: str) -> dict[str, Any]:
+    return {"cmd": "sync", "after": after, "messages": [m.to_wire() for m in messages], "more": more,
+            "epoch": epoch}
+
+
+def resync_frame(after: int | None = None) -> dict[str, Any]:
+    """Fan-out to this socket may have had a gap: sync again (from `after` if it is lower)."""
+    return {"cmd": "resync"} if after is None else {"cmd": "resync", "after": after}

@@ -22,12 +22,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import json
 import logging
 from typing import Any
 
 from kefu.config import Settings
 from kefu.core.push import PushError, parse_push
+from kefu.errors import BadJson, translate
+from kefu.jsonio import load_object
 from kefu.node import Node
 
 log = logging.getLogger(__name__)
@@ -36,18 +37,12 @@ OK, FAIL = b"ok\n", b"fail\n"
 MAX_CONNECTIONS = 1024
 
 
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 def decide(line: bytes, secret: str) -> tuple[str, dict[str, Any]] | str:
     """Parse one line: (channel, frame) to publish, or the reason it fails. Pure."""
     try:
-        obj = json.loads(line, parse_constant=_no_constants)
-    except ValueError:  # includes bad UTF-8
-        return "not JSON"
-    if not isinstance(obj, dict):
-        return "not a JSON object"
+        obj = load_object(line)
+    except BadJson as e:
+        return e.message
     if secret:
         given = obj.get("secret")
         if not isinstance(given, str) or not hmac.compare_digest(given.encode(), secret.encode()):
@@ -55,7 +50,7 @@ def decide(line: bytes, secret: str) -> tuple[str, dict[str, Any]] | str:
     try:
         target = parse_push(obj, ticket_required=True)
     except PushError as e:
-        return str(e)
+        return e.message
     return target.channel, target.frame
 
 
@@ -125,17 +120,20 @@ class PushPort:
         idle = self.settings.push_idle_timeout
         while True:
             try:
-                line: bytes | None = await asyncio.wait_for(reader.readuntil(b"\n"), idle)
+                async with asyncio.timeout(idle):  # not wait_for: it can swallow a cancellation
+                    line: bytes | None = await reader.readuntil(b"\n")
             except asyncio.IncompleteReadError as e:  # EOF: a last line without newline still counts
                 if not e.partial.strip():
                     return
                 line = e.partial if len(e.partial) <= self.settings.push_max_line else None
             except asyncio.LimitOverrunError as e:
-                await asyncio.wait_for(self._skip_line(reader, e.consumed), idle)
+                async with asyncio.timeout(idle):
+                    await self._skip_line(reader, e.consumed)
                 line = None
             reply = FAIL if line is None else await self._one(line)
             writer.write(reply)
-            await asyncio.wait_for(writer.drain(), idle)  # a client that never reads is dropped
+            async with asyncio.timeout(idle):  # a client that never reads is dropped
+                await writer.drain()
 
     @staticmethod
     async def _skip_line(reader: asyncio.StreamReader, consumed: int) -> None:
@@ -156,7 +154,10 @@ class PushPort:
         channel, frame = verdict
         try:
             nodes = await self.node.push(channel, frame)
-        except Exception as e:
-            log.warning("push failed: %s", e)
+        except Exception as e:  # the edge's last resort: any failure is `fail`, logged once
+            if translate(e) is None:
+                log.exception("push failed")
+            else:
+                log.warning("push failed: %s", e)
             return FAIL
         return OK if nodes else FAIL

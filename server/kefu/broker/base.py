@@ -1,40 +1,36 @@
-"""The interfaces the hub and the relay depend on."""
+"""The interface the hub, the node and the journal publish and subscribe through."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Protocol
 
-OnMessage = Callable[[str, str], None]
+from kefu.core.routing import Envelope
+
+OnEnvelope = Callable[[str, Envelope], None]
+OnGap = Callable[[], None]
 
 
 class Broker(Protocol):
     """Pub/sub between nodes. A node subscribes to a channel while it holds a socket for it."""
 
-    async def start(self, on_message: OnMessage) -> None: ...
+    @property
+    def connected(self) -> bool:
+        """Whether fan-out reaches this node right now (readiness)."""
+        ...
+
+    async def start(self, on_envelope: OnEnvelope, on_gap: OnGap) -> None:
+        """`on_gap` runs when the subscription was lost and is back: envelopes may have been missed."""
+        ...
+
     async def stop(self) -> None: ...
     async def subscribe(self, channel: str) -> None: ...
     async def unsubscribe(self, channel: str) -> None: ...
-    async def publish(self, channels: tuple[str, ...], data: str) -> list[int]:
+
+    async def publish(self, channels: tuple[str, ...], env: Envelope) -> list[int]:
         """Deliver to every node subscribed to each channel (in one round trip); per-channel counts."""
         ...
 
     async def online(self, channel: str) -> bool:
         """Whether any node is subscribed (holds a socket for) `channel`."""
-        ...
-
-
-class Sequencer(Protocol):
-    """Deployment-wide increasing message ids, and client-message-id dedupe."""
-
-    async def claim(self, sender: str, cmid: str | None, now_ms: int) -> tuple[int, int, bool]:
-        """Return (id, ts, dup): a fresh id, or the earlier (id, ts) for a cmid seen before."""
-        ...
-
-    async def forget(self, sender: str, cmid: str) -> None:
-        """Drop a cmid whose message could not be stored, so its resend is accepted afresh."""
-        ...
-
-    async def raise_floor(self, floor: int) -> None:
-        """Make sure future ids exceed `floor` (the largest id already stored)."""
         ...

@@ -1,4 +1,11 @@
-"""Redis engine: pub/sub for fan-out between processes and machines, INCR + SET NX for ids."""
+"""Redis broker: pub/sub for fan-out between processes and machines.
+
+A node subscribes `<prefix>ch:<channel>` while it holds a socket for the channel, so `PUBLISH`'s
+count says how many nodes received an envelope. When the subscriber connection drops, redis-py
+reconnects and subscribes again; envelopes published meanwhile are gone, so once the subscriptions
+are confirmed again (a PING on the same connection, answered after them) the hub is told there was a
+gap and every socket on this node is asked to sync (docs/architecture.md, "No silent gaps").
+"""
 
 from __future__ import annotations
 
@@ -7,26 +14,18 @@ import contextlib
 import logging
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
-from kefu.broker.base import OnMessage
+from kefu import metrics
+from kefu.broker.base import OnEnvelope, OnGap
+from kefu.core.routing import Envelope
+from kefu.errors import BadJson
 
 log = logging.getLogger(__name__)
 
-# One round trip: return the earlier "id:ts" for a known cmid, else allocate and remember one.
-_CLAIM = """
-if KEYS[2] then
-  local seen = redis.call('GET', KEYS[2])
-  if seen then return {seen, 1} end
-end
-local v = redis.call('INCR', KEYS[1]) .. ':' .. ARGV[1]
-if KEYS[2] then redis.call('SET', KEYS[2], v, 'EX', ARGV[2]) end
-return {v, 0}
-"""
-_FLOOR = """
-local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
-if cur < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end
-return 1
-"""
+
+def channel_key(prefix: str, channel: str) -> str:
+    return f"{prefix}ch:{channel}"
 
 
 class RedisBroker:
@@ -34,13 +33,20 @@ class RedisBroker:
         self.redis = redis
         self.prefix = prefix
         self._pubsub = redis.pubsub(ignore_subscribe_messages=True)
-        self._reader: asyncio.Task | None = None
-        self._on_message: OnMessage | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._on_envelope: OnEnvelope | None = None
+        self._on_gap: OnGap | None = None
+        self._connected = False
 
-    async def start(self, on_message: OnMessage) -> None:
-        self._on_message = on_message
-        # A standing subscription keeps the pubsub connection open before any socket arrives.
-        await self._pubsub.subscribe(f"{self.prefix}ch:_node")
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    async def start(self, on_envelope: OnEnvelope, on_gap: OnGap) -> None:
+        self._on_envelope, self._on_gap = on_envelope, on_gap
+        # A standing subscription keeps the connection open before any socket arrives.
+        await self._pubsub.subscribe(channel_key(self.prefix, "_node"))
+        self._connected = True
         self._reader = asyncio.create_task(self._read())
 
     async def stop(self) -> None:
@@ -48,62 +54,59 @@ class RedisBroker:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(RedisError, OSError):
             await self._pubsub.aclose()
 
     async def subscribe(self, channel: str) -> None:
-        await self._pubsub.subscribe(f"{self.prefix}ch:{channel}")
+        await self._pubsub.subscribe(channel_key(self.prefix, channel))
 
     async def unsubscribe(self, channel: str) -> None:
-        await self._pubsub.unsubscribe(f"{self.prefix}ch:{channel}")
+        await self._pubsub.unsubscribe(channel_key(self.prefix, channel))
 
-    async def publish(self, channels: tuple[str, ...], data: str) -> list[int]:
+    async def publish(self, channels: tuple[str, ...], env: Envelope) -> list[int]:
+        data = env.dumps()
         async with self.redis.pipeline(transaction=False) as p:
             for channel in channels:
-                p.publish(f"{self.prefix}ch:{channel}", data)
+                p.publish(channel_key(self.prefix, channel), data)
             return [int(n) for n in await p.execute()]
 
     async def online(self, channel: str) -> bool:
-        counts = await self.redis.pubsub_numsub(f"{self.prefix}ch:{channel}")
+        counts = await self.redis.pubsub_numsub(channel_key(self.prefix, channel))
         return bool(counts and counts[0][1])
 
     async def _read(self) -> None:
         strip = len(self.prefix) + 3
+        confirming = False
         while True:
             try:
                 msg = await self._pubsub.get_message(timeout=1.0)
+                if not self._connected and not confirming:
+                    # get_message reconnected and re-subscribed; the PONG comes after the confirmations.
+                    await self._pubsub.ping()
+                    confirming = True
             except asyncio.CancelledError:
                 raise
-            except Exception:  # connection lost: redis-py reconnects and resubscribes
-                log.exception("redis pubsub read failed; retrying")
+            except (RedisError, OSError) as e:
+                if self._connected:
+                    log.warning("broker connection lost (%s); reconnecting", e)
+                self._connected, confirming = False, False
                 await asyncio.sleep(0.5)
                 continue
-            if msg and msg["type"] == "message" and self._on_message:
-                chan = msg["channel"].decode() if isinstance(msg["channel"], bytes) else msg["channel"]
-                data = msg["data"].decode() if isinstance(msg["data"], bytes) else msg["data"]
-                try:
-                    self._on_message(chan[strip:], data)
-                except Exception:
-                    log.exception("fan-out handler failed for %s", chan)
-
-
-class RedisSequencer:
-    def __init__(self, redis: Redis, prefix: str, dedupe_ttl: int) -> None:
-        self.redis = redis
-        self.counter = f"{prefix}msgid"
-        self.prefix = prefix
-        self.ttl = dedupe_ttl
-        self._claim = redis.register_script(_CLAIM)
-        self._floor = redis.register_script(_FLOOR)
-
-    async def claim(self, sender: str, cmid: str | None, now_ms: int) -> tuple[int, int, bool]:
-        keys = [self.counter] + ([f"{self.prefix}cmid:{sender}:{cmid}"] if cmid is not None else [])
-        value, dup = await self._claim(keys=keys, args=[now_ms, self.ttl])
-        msg_id, ts = (value.decode() if isinstance(value, bytes) else value).split(":")
-        return int(msg_id), int(ts), bool(dup)
-
-    async def forget(self, sender: str, cmid: str) -> None:
-        await self.redis.delete(f"{self.prefix}cmid:{sender}:{cmid}")
-
-    async def raise_floor(self, floor: int) -> None:
-        await self._floor(keys=[self.counter], args=[floor])
+            if msg is None:
+                continue
+            if msg["type"] == "pong" and confirming:
+                self._connected, confirming = True, False
+                metrics.BROKER_RECONNECTS.inc()
+                log.info("broker connection restored; asking this node's sockets to sync")
+                if self._on_gap:
+                    self._on_gap()
+                continue
+            if msg["type"] != "message" or self._on_envelope is None:
+                continue
+            chan = msg["channel"].decode() if isinstance(msg["channel"], bytes) else msg["channel"]
+            try:
+                env = Envelope.loads(msg["data"])
+            except (BadJson, KeyError, TypeError):
+                log.error("dropping a malformed envelope on %s", chan)
+                continue
+            self._on_envelope(chan[strip:], env)

@@ -13,8 +13,10 @@ from typing import Any
 
 from kefu.core.push import PushError, norm_ticket, norm_uid, page_channels
 from kefu.core.routing import Envelope
-from kefu.core.session import Limits, Session
-from kefu.protocol import Identity, Ping, ProtocolError, load_object
+from kefu.core.session import Action, CloseWith, Limits, Send, Session
+from kefu.errors import BadFrame, Close, TooLarge, UnknownCmd
+from kefu.jsonio import load_object
+from kefu.protocol import Identity, Ping
 
 MAX_PAGE_FRAME = 4096  # a bind frame is ~150 bytes
 PAGE = Identity(role="page")  # type: ignore[arg-type]  # not a token identity: pages are anonymous
@@ -32,20 +34,19 @@ PageFrame = Bind | Ping
 
 def parse_page_frame(text: str) -> PageFrame:
     if len(text) > MAX_PAGE_FRAME:
-        raise ProtocolError("too_large", f"page frames are at most {MAX_PAGE_FRAME} characters")
+        raise TooLarge(f"page frames are at most {MAX_PAGE_FRAME} characters")
     obj = load_object(text)
     cmd = obj.get("cmd")
     if cmd is not None:
         if cmd == "ping":
             return Ping()
-        raise ProtocolError("unknown_cmd", f"unknown cmd {str(cmd)[:32]!r}")
+        raise UnknownCmd(f"unknown cmd {str(cmd)[:32]!r}")
     if "uid" not in obj or "ticket" not in obj:
-        raise ProtocolError("bad_frame", 'send {"ticket", "expire_seconds", "uid"} from GET /qrcode, '
-                                         'or {"cmd": "ping"}')
+        raise BadFrame('send {"ticket", "expire_seconds", "uid"} from GET /qrcode, or {"cmd": "ping"}')
     try:
         return Bind(uid=norm_uid(obj["uid"]), ticket=norm_ticket(obj["ticket"]), raw=obj)
     except PushError as e:
-        raise ProtocolError("bad_frame", str(e)) from None
+        raise BadFrame(e.message) from None
 
 
 class PageSession(Session):
@@ -54,20 +55,19 @@ class PageSession(Session):
         self.uid: str | None = None
         self.ticket: str | None = None
 
-    def receive(self, text: str, now: float) -> PageFrame:  # type: ignore[override]
-        self.touch(now)
-        frame = parse_page_frame(text)
-        # Each bind costs a store lookup; the chat message budget bounds them.
-        if isinstance(frame, Bind) and not self._bucket.take(now):
-            raise ProtocolError("rate_limited", "too many bind attempts; slow down")
-        return frame
+    def open(self) -> list[Action]:
+        return []
+
+    def parse(self, text: str) -> PageFrame:  # type: ignore[override]
+        return parse_page_frame(text)
 
     def is_bound_to(self, uid: str, ticket: str) -> bool:
         return self.uid == uid and self.ticket == ticket
 
-    def bind(self, uid: str, ticket: str) -> None:
-        """Only after the ticket was checked against the store (the handler's job)."""
-        self.uid, self.ticket = uid, ticket
+    def bind(self, bind: Bind) -> list[Action]:
+        """Only after the ticket was checked against the store (the handler's job): echo it."""
+        self.uid, self.ticket = bind.uid, bind.ticket
+        return [Send(bind.raw)]
 
     @property
     def channels(self) -> list[str]:
@@ -76,8 +76,9 @@ class PageSession(Session):
             return []
         return page_channels(self.uid, self.ticket)
 
-    def frame_for(self, env: Envelope) -> dict[str, Any] | None:
-        return env.frame if env.kind == "push" else None
+    def deliver(self, env: Envelope) -> list[Action]:
+        return [Send(env.frame)] if env.kind == "push" else []
 
-    def kicked_by(self, env: Envelope) -> bool:
-        return False
+    def gap(self) -> list[Action]:
+        """A page that may have missed its login push reconnects and binds again."""
+        return [CloseWith(Close.RESYNC, "reconnect: a push may have been missed")] if self.uid else []

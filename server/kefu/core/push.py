@@ -15,8 +15,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from kefu.core.routing import Envelope, user_channel
-from kefu.protocol import OPENID_RE
+from kefu.core.routing import Envelope
+from kefu.errors import BadRequest
+from kefu.protocol import is_openid, user_channel
 
 PAGES = "pages"
 UID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -45,7 +46,7 @@ def push_envelope(frame: dict[str, Any]) -> Envelope:
     return Envelope("push", "backend", "", frame)
 
 
-class PushError(ValueError):
+class PushError(BadRequest):
     """The push request is malformed or not allowed; HTTP says 400, the port says `fail`."""
 
 
@@ -93,7 +94,7 @@ def parse_push(obj: object, *, ticket_required: bool) -> PushTarget:
         return PushTarget(page_ticket_channel(uid, norm_ticket(ticket)), frame, "uid")
     if "openid" in obj:
         openid = obj["openid"]
-        if not isinstance(openid, str) or not OPENID_RE.fullmatch(openid):
+        if not is_openid(openid):
             raise PushError("openid must be 1-64 characters of A-Za-z0-9_-")
         return PushTarget(user_channel(openid), frame, "openid")
     raise PushError("a push needs a target: uid (+ ticket), openid, or broadcast: true")

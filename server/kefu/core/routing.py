@@ -1,45 +1,50 @@
 """Where fan-out goes: the broker channels an event is published on, and its envelope.
 
 Channels: `user:<openid>` (every socket of one user), `agents` (every agent socket),
-`agent:<id>` (one agent's sockets, for logout kicks); for QR pages `page:<uid>`, `page:<uid>:<ticket
-digest>` and `pages` (see core/push.py). A node subscribes to a channel while it
-holds at least one socket for it, so a publish's receiver count says whether anyone is online.
+`agent:<id>` (one agent's sockets, for kicks); for QR pages `page:<uid>`, `page:<uid>:<ticket
+digest>` and `pages` (see core/push.py). A node subscribes to a channel while it holds at least one
+socket for it, so a publish's receiver count says whether anyone is online.
+
+Envelopes travel as objects inside a process and are encoded once, by the Redis broker, at the wire.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from kefu.protocol import Message, Role, read_frame
+from kefu import jsonio
+from kefu.protocol import Message, Role, read_frame, resync_frame, user_channel
 
 AGENTS = "agents"
 
-
-def user_channel(openid: str) -> str:
-    return f"user:{openid}"
+Kind = Literal["message", "read", "kick", "push", "resync"]
 
 
 @dataclass(frozen=True, slots=True)
 class Envelope:
     """One fan-out event. `side` is the role that caused it; `origin` the socket that sent it."""
 
-    kind: Literal["message", "read", "kick", "push"]
+    kind: Kind
     side: Role | Literal["backend"]
     origin: str = ""
     frame: dict[str, Any] = field(default_factory=dict)
     token_digest: str = ""
 
+    def head(self) -> str:
+        """The encoded envelope up to its frame: `head() + dumps(frame) + tail()` is `dumps()`."""
+        return (f'{{"k":{jsonio.dumps(self.kind)},"s":{jsonio.dumps(self.side)},'
+                f'"o":{jsonio.dumps(self.origin)},"f":')
+
+    def tail(self) -> str:
+        return f',"t":{jsonio.dumps(self.token_digest)}}}'
+
     def dumps(self) -> str:
-        return json.dumps(
-            {"k": self.kind, "s": self.side, "o": self.origin, "f": self.frame, "t": self.token_digest},
-            ensure_ascii=False, separators=(",", ":"),
-        )
+        return self.head() + jsonio.dumps(self.frame) + self.tail()
 
     @classmethod
     def loads(cls, raw: str | bytes) -> Envelope:
-        d = json.loads(raw)
+        d = jsonio.load_object(raw)
         return cls(kind=d["k"], side=d["s"], origin=d["o"], frame=d["f"], token_digest=d["t"])
 
 
@@ -49,6 +54,16 @@ def message_envelope(m: Message, origin: str) -> Envelope:
 
 def read_envelope(openid: str, by: Role, upto: int, origin: str) -> Envelope:
     return Envelope("read", by, origin, read_frame(openid, by, upto))
+
+
+def kick_envelope(side: Role, token_digest: str = "") -> Envelope:
+    """Close sockets of one token (its digest), or of every token on the channel (empty)."""
+    return Envelope("kick", side, token_digest=token_digest)
+
+
+def resync_envelope(after: int) -> Envelope:
+    """Messages at or below `after + 1` became visible late (a Redis reset): sync again from there."""
+    return Envelope("resync", "backend", frame=resync_frame(after))
 
 
 def conversation_channels(openid: str) -> tuple[str, str]:

@@ -1,23 +1,34 @@
-"""One socket's protocol state machine: validation, rate and error budgets, liveness, fan-out rules.
+"""One socket's protocol, sans I/O: frames and events in (with the time), actions out.
 
-The WebSocket handler feeds it text and events and carries out what it returns, in the way
-`websockets` keeps its protocol sans-I/O. Nothing here awaits or touches the network.
+The socket handler (ws/) feeds the session what arrived and carries out what it returns — frames
+to send, a close with its code — the way `websockets` keeps its protocol apart from its asyncio
+connection. Requests that need the node (a message to accept, a sync, a read mark) come back as
+typed requests; their outcome goes in again (`accepted`, `synced`, `failed`) and turns into frames.
+Nothing here awaits or touches the network.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from kefu.core.limits import Strikes, TokenBucket
 from kefu.core.routing import AGENTS, Envelope
-from kefu.protocol import ClientFrame, Identity, ProtocolError, SendMessage, parse
-
-CLOSE_GOING_AWAY = 1001
-CLOSE_UNAUTHORIZED = 4401
-CLOSE_HEARTBEAT = 4408
-CLOSE_TOO_MANY_ERRORS = 4429
-CLOSE_SLOW_CONSUMER = 4503
+from kefu.errors import Binary, Close, KefuError, RateLimited
+from kefu.protocol import (
+    ClientFrame,
+    Identity,
+    Message,
+    Ping,
+    SendMessage,
+    ack_frame,
+    hello_frame,
+    parse,
+    pong_frame,
+    resync_frame,
+    sync_frame,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,58 +40,132 @@ class Limits:
     error_strikes: int
 
 
+@dataclass(frozen=True, slots=True)
+class Send:
+    frame: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class CloseWith:
+    code: int
+    reason: str
+
+
+Action = Send | CloseWith
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """The journal's word on one message: durable under `message.id` (or a duplicate of it)."""
+
+    message: Message
+    delivered: bool
+    dup: bool = False
+
+
 class Session:
+    """A chat socket (`/ws`) of a user or an agent."""
+
     def __init__(self, who: Identity, conn_id: str, v2: bool, limits: Limits, now: float,
-                 token_digest: str = "") -> None:
+                 token_digest: str = "", epoch: str = "") -> None:
         self.who = who
         self.conn_id = conn_id
         self.v2 = v2
         self.limits = limits
         self.token_digest = token_digest
+        self.epoch = epoch
         self.last_seen = now
         self._bucket = TokenBucket(limits.rate_per_sec, limits.rate_burst)
         self._strikes = Strikes(limits.error_strikes)
 
+    # ---- liveness ------------------------------------------------------------------------------
+
     def touch(self, now: float) -> None:
-        """Any inbound frame, including a protocol-level ping, proves the client is alive."""
-        self.last_seen = now
+        """Anything from the client, including a protocol-level ping, proves it is alive."""
+        self.last_seen = max(self.last_seen, now)
 
-    def is_idle(self, now: float) -> bool:
-        return now - self.last_seen > self.limits.heartbeat_timeout
+    def check(self, now: float, wall_now: float) -> CloseWith | None:
+        """The periodic sweep: silent too long (4408), or the token's lifetime is over (4401)."""
+        if now - self.last_seen > self.limits.heartbeat_timeout:
+            return CloseWith(Close.HEARTBEAT, "heartbeat timeout")
+        if self.who.expires_at is not None and wall_now >= self.who.expires_at:
+            return CloseWith(Close.UNAUTHORIZED, "token expired")
+        return None
 
-    def token_expired(self, wall_now: float) -> bool:
-        """A socket lives no longer than the token it was opened with."""
-        return self.who.expires_at is not None and wall_now >= self.who.expires_at
+    # ---- inbound -------------------------------------------------------------------------------
 
-    def receive(self, text: str, now: float) -> ClientFrame:
-        """Parse and authorise one text frame; raises ProtocolError with the error to send."""
+    def open(self) -> list[Action]:
+        if not self.v2:
+            return []
+        return [Send(hello_frame(self.who, self.limits.heartbeat_timeout, self.limits.max_message_bytes,
+                                 self.epoch))]
+
+    def receive(self, data: str | bytes, now: float) -> tuple[list[Action], ClientFrame | None]:
+        """One frame from the client: what to send right away, and the request for the node."""
         self.touch(now)
-        frame = parse(text, self.who, self.limits.max_message_bytes)
-        if isinstance(frame, SendMessage) and not self._bucket.take(now):
-            raise ProtocolError("rate_limited", "too many messages; slow down", frame.cmid)
-        return frame
+        try:
+            if not isinstance(data, str):
+                raise Binary("binary frames are not supported; send JSON text")
+            frame = self.parse(data)
+            if not self._bucket.take(now):
+                raise RateLimited("too many frames; slow down", cmid=getattr(frame, "cmid", None),
+                                  retry_after=1 / max(self.limits.rate_per_sec, 0.001))
+        except KefuError as e:
+            return self.failed(e, now), None
+        if isinstance(frame, Ping):
+            return ([Send(pong_frame(int(time.time() * 1000)))] if self.v2 else []), None
+        return [], frame
 
-    def strike(self, now: float) -> bool:
-        """Record an error sent to this socket; True when it has earned a 4429 close."""
-        return self._strikes.hit(now)
+    def parse(self, text: str) -> ClientFrame:
+        return parse(text, self.who, self.limits.max_message_bytes)
+
+    # ---- outcomes of requests ------------------------------------------------------------------
+
+    def accepted(self, req: SendMessage, result: Accepted) -> list[Action]:
+        if req.cmid is None:
+            return []
+        m = result.message
+        return [Send(ack_frame(req.cmid, m.id, m.ts, result.delivered, result.dup))]
+
+    def synced(self, after: int, messages: list[Message], more: bool) -> list[Action]:
+        return [Send(sync_frame(after, messages, more, self.epoch))]
+
+    def failed(self, err: KefuError, now: float) -> list[Action]:
+        """An error frame; errors that are the client's fault count toward 4429, infrastructure
+        trouble (`Unavailable`) never does."""
+        actions: list[Action] = [Send(err.frame())]
+        if err.client_fault and self._strikes.hit(now):
+            actions.append(CloseWith(Close.TOO_MANY_ERRORS, "too many errors"))
+        return actions
+
+    # ---- fan-out -------------------------------------------------------------------------------
 
     @property
     def channels(self) -> list[str]:
         """The broker channels this socket listens on: its own, and every agent's for agents."""
         return [self.who.channel, AGENTS] if self.who.role == "agent" else [self.who.channel]
 
-    def frame_for(self, env: Envelope) -> dict[str, Any] | None:
-        """What (if anything) this socket should receive for a fan-out envelope."""
-        if env.origin == self.conn_id:
-            return None
+    def deliver(self, env: Envelope) -> list[Action]:
+        """What this socket gets for a fan-out envelope."""
         if env.kind == "kick":
-            return None
-        same_side = env.side == self.who.role
-        if same_side and not self.v2:
-            return None
+            if env.token_digest in ("", self.token_digest):
+                return [CloseWith(Close.UNAUTHORIZED, "logged out")]
+            return []
+        if env.kind == "resync":
+            return [Send(env.frame)] if self.v2 else []
+        if env.origin == self.conn_id:
+            return []
+        if env.kind == "push":
+            return [Send(env.frame)]
+        if env.side == self.who.role and not self.v2:
+            return []  # a legacy client would render its own side's frame as the other side's
         if env.kind == "read" and not self.v2:
-            return None
-        return env.frame
+            return []
+        return [Send(env.frame)]
 
-    def kicked_by(self, env: Envelope) -> bool:
-        return env.kind == "kick" and env.token_digest in ("", self.token_digest)
+    def gap(self) -> list[Action]:
+        """The broker connection was lost and is back: fan-out may have missed this socket. A v2
+        client syncs; a legacy client cannot, so it is closed and reconnects (docs/protocol.md §5)."""
+        if self.v2:
+            return [Send(resync_frame())]
+        return [CloseWith(Close.RESYNC, "reconnect: messages may have been missed")]

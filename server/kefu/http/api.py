@@ -3,89 +3,67 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from sanic import Blueprint, Request, json
 from sanic.response import HTTPResponse
 
 from kefu.auth import request_token
-from kefu.http.body import json_body
-from kefu.http.errors import ApiError
+from kefu.errors import BadRequest, Forbidden, Unauthorized, Unavailable, UpstreamRefused
+from kefu.http.body import int_arg, json_body, str_field
 from kefu.node import Node
-from kefu.protocol import OPENID_RE, Identity
+from kefu.protocol import Identity, is_id, is_openid
 from kefu.wechat.errors import WeChatError, WeChatUnavailable
 
 log = logging.getLogger(__name__)
 api = Blueprint("api", url_prefix="/api")
 
 
-def _str_field(body: dict[str, Any], name: str, max_len: int = 256) -> str:
-    v = body.get(name)
-    if not isinstance(v, str) or not v or len(v) > max_len:
-        raise ApiError(400, f"{name} must be a non-empty string of at most {max_len} characters")
-    return v
-
-
-def _int_arg(request: Request, name: str, default: int | None, lo: int, hi: int) -> int | None:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    try:
-        v = int(raw)
-    except ValueError:
-        raise ApiError(400, f"{name} must be an integer") from None
-    if not lo <= v <= hi:
-        raise ApiError(400, f"{name} must be between {lo} and {hi}")
-    return v
+def _node(request: Request) -> Node:
+    node: Node = request.app.ctx.node
+    return node
 
 
 async def _who(request: Request) -> tuple[str, Identity]:
     token = request_token(request)
     if not token:
-        raise ApiError(401, "token required")
-    try:
-        who = await request.app.ctx.node.tokens.resolve(token)
-    except Exception as e:
-        raise ApiError(503, "token store unavailable") from e
+        raise Unauthorized("token required")
+    who = await _node(request).tokens.resolve(token)
     if who is None:
-        raise ApiError(401, "invalid token")
+        raise Unauthorized("invalid token")
     return token, who
 
 
 def _may_see(who: Identity, openid: str) -> None:
-    if not OPENID_RE.fullmatch(openid):
-        raise ApiError(400, "bad openid")
+    if not is_openid(openid):
+        raise BadRequest("bad openid")
     if who.role == "user" and who.openid != openid:
-        raise ApiError(403, "a user can only see their own conversation")
+        raise Forbidden("a user can only see their own conversation")
 
 
 @api.post("/login")
 async def user_login(request: Request) -> HTTPResponse:
-    code = _str_field(json_body(request), "code")
-    node: Node = request.app.ctx.node
+    code = str_field(json_body(request), "code")
+    node = _node(request)
     try:
         session = await request.app.ctx.wechat.code2session(code)
     except WeChatError as e:
-        raise ApiError(502, f"WeChat refused the code: errcode {e.errcode}") from e
+        raise UpstreamRefused(f"WeChat refused the code: errcode {e.errcode}") from e
     except WeChatUnavailable as e:
-        raise ApiError(503, "WeChat is unavailable, retry later") from e
+        raise Unavailable("WeChat is unavailable, retry later") from e
     ttl = request.app.ctx.settings.user_token_ttl
-    try:
-        await node.accounts.touch_user(session.openid, session.unionid)
-        token = await node.tokens.issue(Identity(role="user", openid=session.openid), ttl)
-    except Exception as e:
-        raise ApiError(503, "storage unavailable, retry later") from e
+    await node.accounts.touch_user(session.openid, session.unionid)
+    token = await node.tokens.issue(Identity(role="user", openid=session.openid), ttl)
     return json({"token": token, "openid": session.openid, "expires_in": ttl})
 
 
 @api.post("/agent/login")
 async def agent_login(request: Request) -> HTTPResponse:
     body = json_body(request)
-    name, password = _str_field(body, "name", 64), _str_field(body, "password", 1024)
-    node: Node = request.app.ctx.node
+    name, password = str_field(body, "name", 64), str_field(body, "password", 1024)
+    node = _node(request)
     who = await node.accounts.authenticate(name, password)
     if who is None:
-        raise ApiError(401, "wrong name or password")
+        raise Unauthorized("wrong name or password")
     ttl = request.app.ctx.settings.agent_token_ttl
     token = await node.tokens.issue(who, ttl)
     return json({"token": token, "agent": {"id": who.agent_id, "name": who.agent_name}, "expires_in": ttl})
@@ -94,7 +72,7 @@ async def agent_login(request: Request) -> HTTPResponse:
 @api.post("/logout")
 async def logout(request: Request) -> HTTPResponse:
     token, who = await _who(request)
-    await request.app.ctx.node.logout(token, who)
+    await _node(request).logout(token, who)
     return json({"ok": True})
 
 
@@ -103,7 +81,8 @@ async def me(request: Request) -> HTTPResponse:
     _, who = await _who(request)
     if who.role == "agent":
         return json({"role": "agent", "agent": {"id": who.agent_id, "name": who.agent_name}})
-    state = await request.app.ctx.node.read_state(who.openid)
+    assert who.openid is not None
+    state = await _node(request).read_state(who.openid)
     return json({"role": "user", "openid": who.openid, **state})
 
 
@@ -111,10 +90,11 @@ async def me(request: Request) -> HTTPResponse:
 async def conversations(request: Request) -> HTTPResponse:
     _, who = await _who(request)
     if who.role != "agent":
-        raise ApiError(403, "only agents can list conversations")
-    limit = _int_arg(request, "limit", 50, 1, 200)
-    before = _int_arg(request, "before", None, 1, 2**63 - 1)
-    rows = await request.app.ctx.node.messages.conversations(before, limit)
+        raise Forbidden("only agents can list conversations")
+    limit = int_arg(request, "limit", 50, 1, 200)
+    before = int_arg(request, "before", None, 1)
+    assert limit is not None
+    rows = await _node(request).messages.conversations(before, limit)
     nxt = rows[-1]["last_message"]["id"] if len(rows) == limit else None
     return json({"conversations": rows, "next_before": nxt})
 
@@ -123,24 +103,20 @@ async def conversations(request: Request) -> HTTPResponse:
 async def history(request: Request, openid: str) -> HTTPResponse:
     _, who = await _who(request)
     _may_see(who, openid)
-    limit = _int_arg(request, "limit", 50, 1, 200)
-    before = _int_arg(request, "before", None, 1, 2**63 - 1)
-    node: Node = request.app.ctx.node
-    rows = await node.messages.history(openid, before, limit)
-    # Accepted messages the writer has not stored yet belong to the newest page too.
-    pending = [m for m in await node.journal.pending(openid, 0) if before is None or m.id < before]
-    merged = sorted({m.id: m for m in [*rows, *pending]}.values(), key=lambda m: -m.id)[:limit]
-    nxt = merged[-1].id if len(merged) == limit else None
-    return json({"messages": [m.to_wire() for m in merged], "next_before": nxt})
+    limit = int_arg(request, "limit", 50, 1, 200)
+    before = int_arg(request, "before", None, 1)
+    assert limit is not None
+    page = await _node(request).history(openid, before, limit)
+    nxt = page[-1].id if len(page) == limit else None
+    return json({"messages": [m.to_wire() for m in page], "next_before": nxt})
 
 
 @api.post("/conversations/<openid:str>/read")
 async def mark_read(request: Request, openid: str) -> HTTPResponse:
     _, who = await _who(request)
     _may_see(who, openid)
-    body = request.json if request.body else {}
-    upto = body.get("upto") if isinstance(body, dict) else None
-    if upto is not None and (not isinstance(upto, int) or isinstance(upto, bool) or upto < 0):
-        raise ApiError(400, "upto must be a non-negative integer")
-    upto = await request.app.ctx.node.mark_read(who, openid, upto)
+    upto = json_body(request, optional=True).get("upto")
+    if upto is not None and not is_id(upto):
+        raise BadRequest("upto must be an integer in 0..2^63-1")
+    upto = await _node(request).mark_read(who, openid, upto)
     return json({"openid": openid, "by": who.role, "upto": upto})

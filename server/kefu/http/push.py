@@ -8,9 +8,9 @@ import logging
 from sanic import Blueprint, Request, json
 from sanic.response import HTTPResponse
 
-from kefu.core.push import PushError, parse_push
+from kefu.core.push import parse_push
+from kefu.errors import Unauthorized, Unavailable
 from kefu.http.body import json_body
-from kefu.http.errors import ApiError
 from kefu.node import Node
 
 log = logging.getLogger(__name__)
@@ -20,23 +20,16 @@ push_api = Blueprint("push_api")
 def check_api_key(request: Request) -> None:
     expected: str = request.app.ctx.settings.api_key
     if not expected:
-        raise ApiError(503, "push API disabled: set KEFU_API_KEY")
+        raise Unavailable("push API disabled: set KEFU_API_KEY")
     given = request.headers.get("x-api-key", "")
     if not hmac.compare_digest(given.encode(), expected.encode()):
-        raise ApiError(401, "missing or wrong X-Api-Key")
+        raise Unauthorized("missing or wrong X-Api-Key")
 
 
 @push_api.post("/api/push")
 async def push(request: Request) -> HTTPResponse:
     check_api_key(request)
-    try:
-        target = parse_push(json_body(request), ticket_required=False)
-    except PushError as e:
-        raise ApiError(400, str(e)) from None
+    target = parse_push(json_body(request), ticket_required=False)
     node: Node = request.app.ctx.node
-    try:
-        nodes = await node.push(target.channel, target.frame)
-    except Exception as e:
-        log.warning("push failed: %s", e)
-        raise ApiError(503, "push could not be published, retry later") from e
+    nodes = await node.push(target.channel, target.frame)
     return json({"delivered": nodes > 0, "nodes": nodes})

@@ -15,9 +15,9 @@ from sanic import Blueprint, Request, json
 from sanic.response import HTTPResponse, raw
 
 from kefu.core.push import MAX_TICKET, UID_RE
+from kefu.errors import BadRequest, NotFound, Unavailable, UpstreamRefused
 from kefu.http.body import json_body
-from kefu.http.errors import ApiError
-from kefu.protocol import OPENID_RE
+from kefu.protocol import is_openid
 from kefu.qr.login import QrLogin, QrUnavailable
 from kefu.qr.store import StoreFull
 from kefu.wechat.callback import build_scan_xml, parse_event
@@ -37,15 +37,15 @@ async def qrcode(request: Request) -> HTTPResponse:
     try:
         new = await qr.create()
     except QrUnavailable as e:
-        raise ApiError(503, str(e)) from None
+        raise Unavailable(str(e)) from None
     except WeChatError as e:
         log.warning("qrcode/create refused: %s", e)
-        raise ApiError(502, f"WeChat refused to create the QR code: errcode {e.errcode}") from None
+        raise UpstreamRefused(f"WeChat refused to create the QR code: errcode {e.errcode}") from None
     except WeChatUnavailable as e:
         log.warning("qrcode/create failed: %s", e)
-        raise ApiError(503, "WeChat is unavailable, retry later") from None
+        raise Unavailable("WeChat is unavailable, retry later") from None
     except StoreFull as e:
-        raise ApiError(503, f"too many QR codes are waiting ({e}); retry later") from None
+        raise Unavailable(f"too many QR codes are waiting ({e}); retry later") from None
     body = new.to_json(sandbox=isinstance(qr.oa, SandboxWeChat))
     return json(body, headers={"Cache-Control": "no-store"})
 
@@ -60,7 +60,7 @@ async def qr_image(request: Request, ticket: str) -> HTTPResponse:
     with several workers the code may have been made by another worker (the page shows expiry)."""
     ticket = unquote(ticket)
     if not 1 <= len(ticket) <= MAX_TICKET:
-        raise ApiError(404, "not a ticket")
+        raise NotFound("not a ticket")
     buf = io.BytesIO()
     segno.make(ticket, error="m").save(buf, kind="svg", scale=6, border=2, xmldecl=False,
                                        dark="#000", light="#fff")
@@ -75,10 +75,10 @@ async def simulate_scan(request: Request) -> HTTPResponse:
     Body: `{"ticket", "uid"?, "openid"?: OA openid (default "sbxoa_dev"), "subscribe"?: bool}`."""
     body = json_body(request)
     if not isinstance(body.get("ticket"), str):
-        raise ApiError(400, 'body must be {"ticket": "...", "openid"?: "...", "subscribe"?: bool}')
+        raise BadRequest('body must be {"ticket": "...", "openid"?: "...", "subscribe"?: bool}')
     openid = body.get("openid", SANDBOX_SCANNER)
-    if not isinstance(openid, str) or not OPENID_RE.fullmatch(openid):
-        raise ApiError(400, "openid must be 1-64 characters of A-Za-z0-9_-")
+    if not is_openid(openid):
+        raise BadRequest("openid must be 1-64 characters of A-Za-z0-9_-")
     qr: QrLogin = request.app.ctx.qr
     sandbox, ticket, subscribe = _sandbox(request), body["ticket"], body.get("subscribe") is True
     uid = body.get("uid")
@@ -89,6 +89,6 @@ async def simulate_scan(request: Request) -> HTTPResponse:
         event = parse_event(build_scan_xml(to_user=sandbox.oa_id, from_user=openid, scene=uid,
                                            ticket=ticket, subscribe=subscribe))
     else:
-        raise ApiError(404, "unknown or expired sandbox ticket")
+        raise NotFound("unknown or expired sandbox ticket")
     accepted = await qr.accept(event)
     return json({"ok": True, "openid": openid, "duplicate": not accepted})

@@ -13,7 +13,7 @@ import logging
 from sanic import Blueprint, Request, text
 from sanic.response import HTTPResponse
 
-from kefu.http.errors import ApiError
+from kefu.errors import BadRequest, Forbidden, Unavailable
 from kefu.qr.login import QrLogin
 from kefu.wechat.callback import check_signature, parse_event
 from kefu.wechat.crypto import WeChatCrypto
@@ -26,11 +26,11 @@ wechat_bp = Blueprint("wechat_callback")
 def _verified(request: Request) -> None:
     token: str = request.app.ctx.callback_token
     if not token:
-        raise ApiError(503, "WeChat callbacks are off: set KEFU_OA_TOKEN")
+        raise Unavailable("WeChat callbacks are off: set KEFU_OA_TOKEN")
     a = request.args
     if not check_signature(token, a.get("signature"), a.get("timestamp"), a.get("nonce")):
         log.warning("callback with a bad signature refused")
-        raise ApiError(403, "invalid signature")
+        raise Forbidden("invalid signature")
 
 
 @wechat_bp.get("/wechat/callback")
@@ -38,7 +38,7 @@ async def verify_url(request: Request) -> HTTPResponse:
     _verified(request)
     echostr = request.args.get("echostr")
     if echostr is None:
-        raise ApiError(400, "echostr missing")
+        raise BadRequest("echostr missing")
     return text(echostr)
 
 
@@ -50,7 +50,7 @@ async def receive(request: Request) -> HTTPResponse:
     try:
         if a.get("encrypt_type") == "aes":
             if crypto is None:
-                raise ApiError(400, "safe mode needs KEFU_OA_AES_KEY")
+                raise BadRequest("safe mode needs KEFU_OA_AES_KEY")
             xml = crypto.decrypt_message(request.body, a.get("msg_signature"), a.get("timestamp"),
                                          a.get("nonce"))
         else:
@@ -58,14 +58,10 @@ async def receive(request: Request) -> HTTPResponse:
         event = parse_event(xml)
     except InvalidSignatureError as e:
         log.warning("callback with a bad msg_signature refused: %s", e)
-        raise ApiError(403, "invalid msg_signature") from None
+        raise Forbidden("invalid msg_signature") from None
     except CallbackError as e:
         log.warning("malformed callback: %s", e)
-        raise ApiError(400, str(e)) from None
+        raise BadRequest(str(e)) from None
     qr: QrLogin = request.app.ctx.qr
-    try:
-        await qr.accept(event)
-    except Exception as e:  # the dedupe store is down: fail, so WeChat tries again
-        log.warning("callback not accepted: %s", e)
-        raise ApiError(503, "try again") from e
+    await qr.accept(event)  # the dedupe store down: 503, so WeChat tries again
     return text("success")

@@ -1,22 +1,65 @@
-"""What every journal shares: the interface and the retrying batch write."""
+"""What both journals share: the interface, the draft of a message, and the retrying batch write.
+
+A journal is where a message becomes durable. `accept` returns only once the message is durable
+*and* has been relayed, with the id it is stored under — or raises `Unavailable` and the message
+exists nowhere. Dedupe by cmid is decided in the same atomic step that makes the message durable,
+so a duplicate is only ever acked as one of something durable. docs/architecture.md gives the
+argument for each backend.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Protocol
 
-from kefu import metrics
-from kefu.protocol import Message
-from kefu.store.messages import MessageStore
+from kefu import jsonio, metrics
+from kefu.core.session import Accepted
+from kefu.errors import is_infrastructure
+from kefu.protocol import Message, Role, sender_key
+from kefu.store.messages import Written
 
 log = logging.getLogger(__name__)
 WRITE_TIMEOUT = 15.0
 
 
-class JournalUnavailable(Exception):
-    """The message could not be made durable; the sender gets `unavailable` and no ack."""
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """A message before the journal gives it an id."""
+
+    ts: int
+    openid: str
+    sender: Role
+    msg: str
+    agent_id: int | None = None
+    agent: str | None = None
+    cmid: str | None = None
+
+    @property
+    def sender_key(self) -> str:
+        return sender_key(self.sender, self.openid, self.agent_id)
+
+    def with_id(self, msg_id: int, ts: int | None = None) -> Message:
+        return Message(id=msg_id, ts=self.ts if ts is None else ts, openid=self.openid, sender=self.sender,
+                       msg=self.msg, agent_id=self.agent_id, agent=self.agent, cmid=self.cmid)
+
+    def wire_tail(self) -> str:
+        """The message's wire JSON after its id: `'{"id":' + str(id) + ',' + tail` is `to_wire()`."""
+        wire = self.with_id(0).to_wire()
+        del wire["id"]
+        return jsonio.dumps(wire)[1:]
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Accepted messages not yet in the database, and the highest id the snapshot vouches for:
+    every message with an id at or below `cap` is in `pending` or already stored (None: no cap,
+    the database alone is complete)."""
+
+    cap: int | None
+    pending: list[Message]
 
 
 class Journal(Protocol):
@@ -24,30 +67,46 @@ class Journal(Protocol):
     async def stop(self, timeout: float) -> None:
         """Stop taking messages and flush what was accepted (within `timeout` seconds)."""
         ...
-    async def append(self, m: Message) -> None:
-        """Return once `m` is durable: it will reach the database even if this process dies."""
+    async def accept(self, draft: Draft, origin: str) -> Accepted:
+        """Make `draft` durable under a fresh id and relay it, or return the earlier message of
+        the same sender and cmid; raises `Unavailable` when neither can be done."""
         ...
-    async def pending(self, openid: str | None, after: int) -> list[Message]:
-        """Accepted messages the writer has not stored yet, so sync can see them too."""
-        ...
+    async def snapshot(self, openid: str | None, after: int) -> Snapshot: ...
 
 
-async def write_until_stored(store: MessageStore, batch: Sequence[Message], max_backoff: float,
-                             stopping: asyncio.Event | None = None) -> bool:
-    """Insert `batch`, retrying with backoff while the database is down. False if told to stop."""
+def delivered_by(sender: Role, to_user: int, to_agents: int) -> bool:
+    """A user's message is delivered when an agent socket got it; an agent's when the user's did."""
+    return (to_agents if sender == "user" else to_user) > 0
+
+
+async def write_until_stored(write: Callable[[], Awaitable[Written]], count: int, max_backoff: float,
+                             stopping: asyncio.Event | None = None) -> Written | None:
+    """Run a batch write, retrying with backoff while the database is unavailable. None if told
+    to stop first. A write that fails for any other reason (a bug) is retried too, and logged with
+    its traceback once: dropping the batch would lose acked messages."""
     delay = 0.1
+    logged_bug = False
     while True:
         try:
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation.
             with metrics.WRITE_SECONDS.time():
-                await asyncio.wait_for(store.insert_batch(batch), WRITE_TIMEOUT)
-            metrics.MESSAGES_STORED.inc(len(batch))
-            return True
+                async with asyncio.timeout(WRITE_TIMEOUT):
+                    written = await write()
+            metrics.MESSAGES_STORED.inc(count)
+            if delay > 0.1:
+                log.info("stored %d messages after the database came back", count)
+            return written
         except asyncio.CancelledError:
             raise
         except Exception as e:
             metrics.WRITE_ERRORS.inc()
-            log.warning("storing %d messages failed (%s); retrying in %.1fs", len(batch), e, delay)
+            if is_infrastructure(e):
+                log.warning("storing %d messages failed (%s); retrying in %.1fs", count, e, delay)
+            elif not logged_bug:
+                logged_bug = True
+                log.exception("storing %d messages failed; retrying in %.1fs", count, delay)
         if stopping is not None and stopping.is_set():
-            return False
+            return None
         await asyncio.sleep(delay)
         delay = min(max_backoff, delay * 2)
+

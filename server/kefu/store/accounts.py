@@ -7,9 +7,11 @@ import time
 import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.dialects import mysql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from kefu.protocol import Identity
+from kefu.store.retry import in_transaction
 from kefu.store.schema import agents, users
 
 _hasher = PasswordHasher()
@@ -57,16 +59,22 @@ class AccountStore:
         return Identity(role="agent", agent_id=row.id, agent_name=row.name)
 
     async def touch_user(self, openid: str, unionid: str | None) -> None:
-        """Record a login: create the user on first sight, keep unionid and last login current."""
+        """Record a login: create the user on first sight, keep unionid and last login current.
+        One upsert statement, so concurrent first logins cannot deadlock each other."""
         now = int(time.time())
-        async with self.engine.begin() as conn:
-            res = await conn.execute(
-                sa.update(users).where(users.c.openid == openid)
-                .values(last_login_at=now, unionid=sa.func.coalesce(unionid, users.c.unionid)))
-            if res.rowcount == 0:
-                try:
-                    async with conn.begin_nested():
-                        await conn.execute(sa.insert(users).values(
-                            openid=openid, unionid=unionid, created_at=now, last_login_at=now))
-                except sa.exc.IntegrityError:
-                    pass  # a concurrent first login created it
+        row = {"openid": openid, "unionid": unionid, "created_at": now, "last_login_at": now}
+        if self.engine.dialect.name == "mysql":
+            ins = mysql.insert(users).values(row)
+            stmt = ins.on_duplicate_key_update(
+                last_login_at=ins.inserted.last_login_at,
+                unionid=sa.func.coalesce(ins.inserted.unionid, users.c.unionid))
+        else:
+            lite = sqlite.insert(users).values(row)
+            stmt = lite.on_conflict_do_update(index_elements=["openid"], set_={
+                "last_login_at": lite.excluded.last_login_at,
+                "unionid": sa.func.coalesce(lite.excluded.unionid, users.c.unionid)})
+
+        async def run(conn: AsyncConnection) -> None:
+            await conn.execute(stmt)
+
+        await in_transaction(self.engine, run, "recording a login")

@@ -1,16 +1,28 @@
-"""Messages, conversations and read marks: batched idempotent writes and cursor reads."""
+"""Messages, conversations, read marks and the deployment's id bookkeeping.
+
+Writes come in batches from the journal writers and are idempotent: a batch written twice (a
+writer's retry, or a recovered journal entry its owner also stored) changes nothing. An id that is
+already stored with *different* content is never overwritten and never dropped silently: it is
+logged and counted (`kefu_id_collisions_total`) — ids are allocated so that this cannot happen.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+import secrets
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, sqlite
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from kefu import metrics
 from kefu.protocol import Message, Role
-from kefu.store.schema import conversations, messages
+from kefu.store.retry import in_transaction
+from kefu.store.schema import conversations, messages, meta
 
+log = logging.getLogger(__name__)
 READ_COLUMN = {"agent": conversations.c.agent_read_upto, "user": conversations.c.user_read_upto}
 
 
@@ -19,13 +31,36 @@ def _row_to_message(r: sa.Row) -> Message:
                    agent_id=r.agent_id, agent=r.agent_name, cmid=r.cmid)
 
 
+def _insert_ignore(table: sa.TableClause) -> sa.Insert:
+    return sa.insert(table).prefix_with("OR IGNORE", dialect="sqlite").prefix_with("IGNORE", dialect="mysql")
+
+
+@dataclass(frozen=True, slots=True)
+class Earlier:
+    """A message already stored under a sender's cmid: what a duplicate is acked with."""
+
+    id: int
+    ts: int
+    delivered: bool
+
+
+@dataclass(slots=True)
+class Written:
+    """What a batch write did: the duplicates it found (embedded dedupe) and the colliding ids."""
+
+    dups: dict[tuple[str, str], Earlier] = field(default_factory=dict)
+    collisions: list[int] = field(default_factory=list)
+
+
 class MessageStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
 
-    def _upsert(self, table: sa.Table, values: list[dict], key: str, greatest: Sequence[str]) -> sa.Insert:
-        """INSERT … ON CONFLICT keeping the larger value of each `greatest` column."""
+    def _upsert(self, table: sa.TableClause, values: list[dict], key: str,
+                greatest: Sequence[str]) -> sa.Insert:
+        """INSERT … ON CONFLICT keeping the larger value of each `greatest` column: one statement,
+        so concurrent writers cannot interleave a read and a write (no gap-lock deadlocks)."""
         if self.dialect == "mysql":
             ins = mysql.insert(table).values(values)
             return ins.on_duplicate_key_update(
@@ -34,43 +69,157 @@ class MessageStore:
         return ins.on_conflict_do_update(
             index_elements=[key], set_={c: sa.func.max(table.c[c], ins.excluded[c]) for c in greatest})
 
-    async def insert_batch(self, batch: Sequence[Message]) -> None:
-        """Write a batch in one transaction. Idempotent: a replayed batch changes nothing."""
+    # ---- writes --------------------------------------------------------------------------------
+
+    async def write(self, batch: Sequence[tuple[Message, bool]],
+                    dedupe_since_ms: int | None = None) -> Written:
+        """Store `(message, delivered)` pairs in one transaction.
+
+        With `dedupe_since_ms` (the embedded engine), a message whose sender already has a stored
+        message with the same cmid at or after that time is not stored: it is reported in
+        `Written.dups` with the earlier message, checked inside the same transaction that inserts,
+        so a duplicate can never be acked as a new message nor the other way round."""
         if not batch:
-            return
+            return Written()
+        return await in_transaction(self.engine, lambda c: self._write(c, batch, dedupe_since_ms),
+                                    f"storing {len(batch)} messages")
+
+    async def _write(self, conn: AsyncConnection, batch: Sequence[tuple[Message, bool]],
+                     dedupe_since_ms: int | None) -> Written:
+        out = Written()
+        by_id = {m.id: (m, d) for m, d in batch}
+        existing = await conn.execute(sa.select(messages.c.id, messages.c.sender_key, messages.c.cmid,
+                                                messages.c.body).where(messages.c.id.in_(list(by_id))))
+        for row in existing:
+            m, _ = by_id.pop(row.id)
+            if (row.sender_key, row.cmid, row.body) != (m.sender_key, m.cmid, m.msg):
+                out.collisions.append(row.id)
+        if out.collisions:
+            metrics.ID_COLLISIONS.inc(len(out.collisions))
+            log.error("ids %s are already stored with other messages; these were not stored",
+                      out.collisions[:20])
+        if dedupe_since_ms is not None:
+            keys = {(m.sender_key, m.cmid) for m, _ in by_id.values() if m.cmid is not None}
+            if keys:
+                q = sa.select(messages.c.sender_key, messages.c.cmid, messages.c.id, messages.c.ts,
+                              messages.c.delivered).where(
+                    sa.tuple_(messages.c.sender_key, messages.c.cmid).in_(sorted(keys)),
+                    messages.c.ts >= dedupe_since_ms)
+                for r in await conn.execute(q):
+                    key = (r.sender_key, r.cmid)
+                    if key not in out.dups or r.id < out.dups[key].id:
+                        out.dups[key] = Earlier(r.id, r.ts, bool(r.delivered))
+                for i, (m, _) in list(by_id.items()):
+                    if (m.sender_key, m.cmid) in out.dups:
+                        del by_id[i]
+        if not by_id:
+            return out
         rows = [{
             "id": m.id, "openid": m.openid, "sender": m.sender, "agent_id": m.agent_id,
-            "agent_name": m.agent, "sender_key": f"u:{m.openid}" if m.sender == "user" else f"a:{m.agent_id}",
-            "cmid": m.cmid, "body": m.msg, "ts": m.ts,
-        } for m in batch]
+            "agent_name": m.agent, "sender_key": m.sender_key, "cmid": m.cmid, "body": m.msg, "ts": m.ts,
+            "delivered": d,
+        } for m, d in by_id.values()]
+        await conn.execute(sa.insert(messages), rows)
         last: dict[str, int] = {}
-        for m in batch:
+        for m, _ in by_id.values():
             last[m.openid] = max(last.get(m.openid, 0), m.id)
-        insert = (sa.insert(messages).prefix_with("OR IGNORE", dialect="sqlite")
-                  .prefix_with("IGNORE", dialect="mysql"))
-        conv = self._upsert(conversations, [{"openid": o, "last_message_id": i} for o, i in last.items()],
-                            "openid", ["last_message_id"])
-        async with self.engine.begin() as conn:
-            await conn.execute(insert, rows)
-            await conn.execute(conv)
+        # Sorted, so two writers lock conversation rows in the same order.
+        rows_by_openid = [{"openid": o, "last_message_id": last[o]} for o in sorted(last)]
+        await conn.execute(self._upsert(conversations, rows_by_openid, "openid", ["last_message_id"]))
+        return out
+
+    async def mark_read(self, openid: str, by: Role, upto: int) -> int:
+        """Move `by`'s read mark forward (never back) and return where it now stands."""
+        col = READ_COLUMN[by].name
+
+        async def run(conn: AsyncConnection) -> int:
+            await conn.execute(self._upsert(conversations, [{"openid": openid, col: upto}], "openid", [col]))
+            return int(await conn.scalar(
+                sa.select(READ_COLUMN[by]).where(conversations.c.openid == openid)) or 0)
+
+        return await in_transaction(self.engine, run, "saving a read mark")
+
+    # ---- the deployment's identity and id floor ------------------------------------------------
+
+    async def epoch(self) -> str:
+        """This database's epoch: made once, when the database is new. A client that sees another
+        epoch than it remembers knows ids started over, and syncs from the beginning."""
+        async def run(conn: AsyncConnection) -> str:
+            got = await conn.scalar(sa.select(meta.c.v).where(meta.c.k == "epoch"))
+            if got is None:
+                await conn.execute(_insert_ignore(meta), {"k": "epoch", "v": secrets.token_hex(8)})
+                got = await conn.scalar(sa.select(meta.c.v).where(meta.c.k == "epoch"))
+            return str(got)
+
+        return await in_transaction(self.engine, run, "reading the epoch")
+
+    async def id_floor(self) -> int:
+        """No id at or below this was ever handed out or stored: max(stored ids, leased ids)."""
+        async with self.engine.connect() as conn:
+            stored = (await conn.scalar(sa.select(sa.func.max(messages.c.id)))) or 0
+            leased = await conn.scalar(sa.select(meta.c.v).where(meta.c.k == "id_hwm"))
+        return max(int(stored), int(leased or 0))
+
+    async def raise_id_lease(self, upto: int) -> None:
+        """Record that ids up to `upto` may be handed out; only ever raised."""
+        async def run(conn: AsyncConnection) -> None:
+            await conn.execute(_insert_ignore(meta), {"k": "id_hwm", "v": "0"})
+            got = await conn.scalar(sa.select(meta.c.v).where(meta.c.k == "id_hwm"))
+            if int(got or 0) < upto:
+                # Compare-and-set: a concurrent raise to a higher value is never lowered.
+                await conn.execute(sa.update(meta).where(meta.c.k == "id_hwm", meta.c.v == got)
+                                   .values(v=str(upto)))
+
+        await in_transaction(self.engine, run, "raising the id lease")
 
     async def max_id(self) -> int:
         async with self.engine.connect() as conn:
-            return (await conn.scalar(sa.select(sa.func.max(messages.c.id)))) or 0
+            return int((await conn.scalar(sa.select(sa.func.max(messages.c.id)))) or 0)
 
-    async def after(self, openid: str | None, after: int, limit: int) -> list[Message]:
+    async def recent_cmids(self, since_ms: int,
+                           page: int = 2000) -> AsyncIterator[list[tuple[str, str, Earlier]]]:
+        """(sender key, cmid, message) of messages since `since_ms`, newest first, page by page:
+        what a Redis that lost its data needs to dedupe again. Walks the primary key backwards
+        (ids grow with time), so no index on `ts` is needed."""
+        cursor: int | None = None
+        while True:
+            q = (sa.select(messages.c.id, messages.c.ts, messages.c.sender_key, messages.c.cmid,
+                           messages.c.delivered).order_by(messages.c.id.desc()).limit(page))
+            if cursor is not None:
+                q = q.where(messages.c.id < cursor)
+            async with self.engine.connect() as conn:
+                rows = (await conn.execute(q)).all()
+            if not rows:
+                return
+            out = [(r.sender_key, r.cmid, Earlier(r.id, r.ts, bool(r.delivered)))
+                   for r in rows if r.cmid is not None and r.ts >= since_ms]
+            if out:
+                yield out
+            if rows[-1].ts < since_ms or len(rows) < page:
+                return
+            cursor = rows[-1].id
+
+    # ---- reads ---------------------------------------------------------------------------------
+
+    async def after(self, openid: str | None, after: int, limit: int,
+                    upto: int | None = None) -> list[Message]:
         """Oldest first: what a reconnecting client missed (one conversation, or all of them)."""
         q = sa.select(messages).where(messages.c.id > after).order_by(messages.c.id).limit(limit)
         if openid is not None:
             q = q.where(messages.c.openid == openid)
+        if upto is not None:
+            q = q.where(messages.c.id <= upto)
         async with self.engine.connect() as conn:
             return [_row_to_message(r) for r in await conn.execute(q)]
 
-    async def history(self, openid: str, before: int | None, limit: int) -> list[Message]:
+    async def history(self, openid: str, before: int | None, limit: int,
+                      upto: int | None = None) -> list[Message]:
         """Newest first, paging back with `before` = the smallest id already shown."""
         q = sa.select(messages).where(messages.c.openid == openid).order_by(messages.c.id.desc()).limit(limit)
         if before is not None:
             q = q.where(messages.c.id < before)
+        if upto is not None:
+            q = q.where(messages.c.id <= upto)
         async with self.engine.connect() as conn:
             return [_row_to_message(r) for r in await conn.execute(q)]
 
@@ -94,13 +243,15 @@ class MessageStore:
         } for r in rows]
 
     async def read_marks(self, openid: str) -> dict[str, int]:
-        """Where the agents' and the user's read marks stand in one conversation (0: never read)."""
-        q = sa.select(conversations.c.agent_read_upto, conversations.c.user_read_upto).where(
-            conversations.c.openid == openid)
+        """Where the agents' and the user's read marks stand in one conversation (0: never read),
+        and the conversation's newest stored message id."""
+        q = sa.select(conversations.c.agent_read_upto, conversations.c.user_read_upto,
+                      conversations.c.last_message_id).where(conversations.c.openid == openid)
         async with self.engine.connect() as conn:
             row = (await conn.execute(q)).first()
         return {"agent_read_upto": int(row.agent_read_upto or 0) if row else 0,
-                "user_read_upto": int(row.user_read_upto or 0) if row else 0}
+                "user_read_upto": int(row.user_read_upto or 0) if row else 0,
+                "last_message_id": int(row.last_message_id or 0) if row else 0}
 
     async def count_from_agents(self, openid: str, after: int, excluding: Sequence[int] = ()) -> int:
         """Stored agent messages to `openid` after id `after`, not counting the ids in `excluding`."""
@@ -110,11 +261,3 @@ class MessageStore:
             q = q.where(messages.c.id.not_in(list(excluding)))
         async with self.engine.connect() as conn:
             return int(await conn.scalar(q) or 0)
-
-    async def mark_read(self, openid: str, by: Role, upto: int) -> int:
-        """Move `by`'s read mark forward (never back) and return where it now stands."""
-        col = READ_COLUMN[by].name
-        async with self.engine.begin() as conn:
-            await conn.execute(self._upsert(conversations, [{"openid": openid, col: upto}], "openid", [col]))
-            return int(await conn.scalar(
-                sa.select(READ_COLUMN[by]).where(conversations.c.openid == openid)) or 0)

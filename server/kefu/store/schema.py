@@ -10,8 +10,9 @@ def _table(name: str, *columns: str) -> sa.TableClause:
 
 
 messages = _table("messages", "id", "openid", "sender", "agent_id", "agent_name", "sender_key", "cmid",
-                  "body", "ts")
+                  "body", "ts", "delivered")
 conversations = _table("conversations", "openid", "last_message_id", "agent_read_upto", "user_read_upto")
 agents = _table("agents", "id", "name", "password_hash", "created_at")
 users = _table("users", "openid", "unionid", "created_at", "last_login_at")
 tokens = _table("tokens", "digest", "role", "openid", "agent_id", "agent_name", "expires_at")
+meta = _table("kefu_meta", "k", "v")

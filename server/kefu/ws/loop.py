@@ -1,61 +1,66 @@
-"""The receive loop every kefu socket shares (chat `/ws`, QR page `/ws/qr`).
+"""The receive loop every kefu socket shares (chat `/ws`, QR page `/ws/qr`): it moves frames.
 
-It keeps the socket on the hub while open, turns each text frame over to the endpoint's handler,
-answers bad frames with error frames (and closes after too many: 4429), and always takes the
-socket off every map when it ends, however it ends.
+The session decides everything (what to answer, when to close); this loop reads a frame, hands it
+to the session, carries out the returned actions and passes the session's request to the
+endpoint's handler. It keeps the socket on the hub while open and always takes it off every map
+when it ends, however it ends. It is also the socket edge's last resort: whatever a handler raises
+becomes an error frame (`errors.translate`), a bug is logged without the request URL (which
+carries the token), and nothing escapes to Sanic's own error log.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
+import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
+from sanic import Request, Websocket
 from sanic.exceptions import WebsocketClosed
-from sanic.server.websockets.impl import WebsocketImplProtocol
 from websockets.exceptions import ConnectionClosed
-from websockets.frames import Opcode
 
 from kefu import metrics
-from kefu.core.session import CLOSE_TOO_MANY_ERRORS, Session
+from kefu.core.session import Session
+from kefu.errors import Close, Internal, translate
 from kefu.hub import Conn
 from kefu.node import Node
-from kefu.protocol import ProtocolError
+
+log = logging.getLogger(__name__)
+Handler = Callable[[Conn, Any], Awaitable[None]]
 
 
-def refuse(conn: Conn, frame: dict) -> None:
-    """Send an error frame; a socket that keeps erring is closed (4429)."""
-    metrics.ERRORS_SENT.labels(frame["code"]).inc()
-    conn.push(frame)
-    if conn.session.strike(time.monotonic()):
-        conn.close_soon(CLOSE_TOO_MANY_ERRORS, "too many errors")
+def failure(conn: Conn, exc: BaseException, cmid: str | None = None) -> None:
+    """Report `exc` on this socket as the error family says (and strike if it is the client's);
+    `cmid` names the message it answers."""
+    err = translate(exc)
+    if err is None:
+        log.error("a %s socket's request failed", conn.session.who.role, exc_info=exc)
+        err = Internal("internal error")
+    if cmid is not None and err.cmid != cmid:
+        err = copy.copy(err)  # one error may answer a whole batch of messages
+        err.cmid = cmid
+    metrics.ERRORS_SENT.labels(err.code).inc()
+    conn.apply(conn.session.failed(err, time.monotonic()))
 
 
-def pong(conn: Conn) -> None:
-    """Protocol v2 answers `{"cmd": "ping"}`; v1 clients never expected an answer."""
-    if conn.session.v2:
-        conn.push({"cmd": "pong", "ts": int(time.time() * 1000)})
-
-
-def _count_protocol_pings(ws: WebsocketImplProtocol, session: Session) -> None:
-    """Sanic answers client pings itself and hides them; a client ping still proves liveness."""
-    original = ws.process_events
-
-    async def process_events(events):  # type: ignore[no-untyped-def]
-        if any(getattr(e, "opcode", None) is Opcode.PING for e in events):
-            session.touch(time.monotonic())
-        await original(events)
-
-    ws.process_events = process_events  # type: ignore[method-assign]
-
-
-async def run_socket(ws: WebsocketImplProtocol, node: Node, conn: Conn,
-                     on_text: Callable[[str], Awaitable[None]]) -> None:
-    """Serve `conn` until the peer goes. `on_text` handles one text frame and may raise
-    ProtocolError, which becomes an error frame on this socket only."""
-    session = conn.session
-    _count_protocol_pings(ws, session)
-    await node.hub.add(conn)
+async def serve(request: Request, ws: Websocket, session: Session, handle: Handler) -> None:
+    """Serve one socket until the peer goes."""
+    node: Node = request.app.ctx.node
+    settings = request.app.ctx.settings
+    protocol = request.protocol
+    conn = Conn(session, ws.send, ws.close, settings.send_queue_bytes, settings.send_queue,
+                last_received=(lambda: getattr(protocol, "last_received", 0.0)))
+    try:
+        await node.hub.add(conn)
+    except Exception as e:
+        if translate(e) is None:
+            log.error("a %s socket could not be registered", session.who.role, exc_info=e)
+        await ws.close(Close.TRY_AGAIN, "try again later")
+        await conn.stop(0)
+        return
+    conn.apply(session.open())
     try:
         while True:
             data = await ws.recv()
@@ -64,15 +69,31 @@ async def run_socket(ws: WebsocketImplProtocol, node: Node, conn: Conn,
             if data is None or conn.closing:
                 continue
             metrics.FRAMES_IN.inc()
-            try:
-                if isinstance(data, bytes):
-                    session.touch(time.monotonic())
-                    raise ProtocolError("binary", "binary frames are not supported; send JSON text")
-                await on_text(data)
-            except ProtocolError as e:
-                refuse(conn, e.frame())
+            actions, req = session.receive(data, time.monotonic())
+            conn.apply(actions)
+            if req is not None:
+                try:
+                    await handle(conn, req)
+                except Exception as e:
+                    failure(conn, e)
     except (ConnectionClosed, WebsocketClosed, asyncio.CancelledError):
         pass
+    except Exception:
+        log.exception("a %s socket failed", session.who.role)
     finally:
         await node.hub.remove(conn)
         await conn.stop()
+
+
+def in_background(conn: Conn, work: Awaitable[None], cmid: str | None = None) -> None:
+    """Run `work` beside the receive loop (a message waits for durability while the next frame is
+    read); its failure is reported on the socket like any other."""
+    async def run() -> None:
+        try:
+            await work
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            failure(conn, e, cmid)
+
+    conn.spawn(run())

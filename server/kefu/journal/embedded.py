@@ -1,0 +1,148 @@
+"""Embedded journal (SQLite, one process): group commit, then relay, then ack.
+
+Accepted messages wait in memory; the writer commits everything queued in one transaction, and
+only then publishes them and resolves their acks. So every id a client ever sees is committed: a
+kill -9 loses only messages nobody was told about, and their ids may be handed out again safely.
+
+Dedupe: a cache of recent cmids answers most resends at once (and joins a resend to its original
+while that is still waiting for its commit); the cache is only a shortcut — the writer looks the
+batch's cmids up in the same transaction that inserts it (within KEFU_DEDUPE_TTL), so dedupe holds
+across restarts and for entries the bounded cache has dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+
+from kefu import metrics
+from kefu.broker.local import LocalBroker
+from kefu.core.routing import AGENTS, conversation_channels, message_envelope
+from kefu.core.session import Accepted
+from kefu.errors import Unavailable
+from kefu.journal.base import Draft, Snapshot, delivered_by, write_until_stored
+from kefu.protocol import Message, user_channel
+from kefu.store.messages import MessageStore
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str]
+
+
+class EmbeddedJournal:
+    def __init__(self, store: MessageStore, broker: LocalBroker, batch: int, max_backoff: float,
+                 dedupe_ttl: int, max_pending: int = 100_000, cache_max: int = 200_000) -> None:
+        self.store = store
+        self.broker = broker
+        self.batch = batch
+        self.max_backoff = max_backoff
+        self.dedupe_ms = dedupe_ttl * 1000
+        self.max_pending = max_pending
+        self.cache_max = cache_max
+        self._next = 0
+        self._queue: list[tuple[Message, str, asyncio.Future[Accepted]]] = []
+        self._cache: OrderedDict[Key, asyncio.Future[Accepted] | Accepted] = OrderedDict()
+        self._wake = asyncio.Event()
+        self._closed = False
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        # Nothing above the stored maximum was ever relayed or acked, so counting on from it is safe.
+        self._next = await self.store.max_id()
+        self._task = asyncio.create_task(self._run())
+
+    async def accept(self, draft: Draft, origin: str) -> Accepted:
+        key = (draft.sender_key, draft.cmid) if draft.cmid is not None else None
+        if key is not None:
+            self._evict(draft.ts)
+            hit = self._cache.get(key)
+            if hit is not None:
+                done = hit if isinstance(hit, Accepted) else await asyncio.shield(hit)
+                return Accepted(done.message, done.delivered, dup=True)
+        if self._closed or len(self._queue) >= self.max_pending:
+            raise Unavailable("the server is shutting down or its queue is full; resend later")
+        self._next += 1
+        m = draft.with_id(self._next)
+        fut: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
+        self._queue.append((m, origin, fut))
+        metrics.JOURNAL_PENDING.inc()
+        if key is not None:
+            self._cache[key] = fut
+        self._wake.set()
+        return await asyncio.shield(fut)
+
+    def _evict(self, now_ms: int) -> None:
+        """Drop cache entries past the dedupe window or over the cap; never one still waiting
+        for its commit (a resend must join it), and those are bounded by `max_pending`."""
+        while self._cache:
+            key, entry = next(iter(self._cache.items()))
+            if not isinstance(entry, Accepted):
+                break
+            if entry.message.ts > now_ms - self.dedupe_ms and len(self._cache) <= self.cache_max:
+                break
+            del self._cache[key]
+
+    async def snapshot(self, openid: str | None, after: int) -> Snapshot:
+        return Snapshot(cap=None, pending=[])  # nothing is relayed before it is committed
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                chunk = self._queue[: self.batch]
+                await self._commit(chunk)
+                del self._queue[: len(chunk)]
+                metrics.JOURNAL_PENDING.dec(len(chunk))
+            if self._closed:
+                return
+
+    async def _commit(self, chunk: list[tuple[Message, str, asyncio.Future[Accepted]]]) -> None:
+        rows = [(m, self._online(m)) for m, _, _ in chunk]
+        since = int(time.time() * 1000) - self.dedupe_ms
+        written = await write_until_stored(lambda: self.store.write(rows, since), len(rows), self.max_backoff)
+        assert written is not None  # no stop signal: retried until stored
+        for m, origin, fut in chunk:
+            key = (m.sender_key, m.cmid) if m.cmid is not None else None
+            earlier = written.dups.get(key) if key is not None else None
+            if earlier is not None:
+                result = Accepted(Message(earlier.id, earlier.ts, m.openid, m.sender, m.msg, m.agent_id,
+                                          m.agent, m.cmid), earlier.delivered, dup=True)
+            elif m.id in written.collisions:  # cannot happen with one writer; refuse rather than lie
+                if key is not None:
+                    self._cache.pop(key, None)
+                fut.set_exception(Unavailable("message not stored, resend it"))
+                continue
+            else:
+                to_user, to_agents = self.broker.publish_now(conversation_channels(m.openid),
+                                                             message_envelope(m, origin))
+                result = Accepted(m, delivered_by(m.sender, to_user, to_agents))
+            if key is not None:
+                self._cache[key] = result
+            if not fut.done():
+                fut.set_result(result)
+
+    def _online(self, m: Message) -> bool:
+        """Whether a recipient is connected now: stored as the message's `delivered`, for a
+        duplicate acked after a restart (relay follows the commit at once, in this process)."""
+        return self.broker.here(AGENTS if m.sender == "user" else user_channel(m.openid))
+
+    async def stop(self, timeout: float) -> None:
+        self._closed = True
+        self._wake.set()
+        if self._task is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), timeout)
+        except TimeoutError:
+            log.error("shutdown: %d accepted messages could not be stored (they were not acked)",
+                      len(self._queue))
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            for _, _, fut in self._queue:
+                if not fut.done():
+                    fut.set_exception(Unavailable("server shutting down; resend it"))
