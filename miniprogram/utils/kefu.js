@@ -389,17 +389,20 @@ function createKefu(options) {
   }
 
   // Send every queued message not yet sent on this socket, paced to stay under the server's rate.
-  // Entries stay queued until their ack (or their stored copy in a sync) arrives. A message waiting
-  // out a retryable error holds back the ones typed after it, so they are stored in typed order.
+  // Entries stay queued until their ack (or their stored copy in a sync) arrives. A message that
+  // was refused with "retry": true holds back the ones after it until it is stored, so those not
+  // yet sent are stored in typed order (ones already in flight may be stored before it).
   function flushOutbox() {
     if (!S.open || S.flushTimer) return;
     for (var i = 0; i < S.outbox.length; i++) {
       var e = S.outbox[i];
-      if (e.state !== 'pending' || e.sentGen === S.gen) continue;
+      if (e.state !== 'pending') continue;
+      if (e.sentGen === S.gen) { if (e.retries > 0) return; continue; }
       var wait = e.retryAt - now();
       if (wait > 0) { scheduleFlush(wait); return; }
       if (!takeSendToken()) { scheduleFlush(config.sendInterval); return; }
       if (sendFrame({ type: 2, msg: e.msg, cmid: e.cmid })) { e.sentGen = S.gen; e.retryAt = 0; }
+      if (e.retries > 0) return;
     }
   }
   function scheduleFlush(ms) {
@@ -707,6 +710,7 @@ function createKefu(options) {
       var e = S.outbox.splice(i, 1)[0];
       saveOutbox();
       addMessage({ id: f.id, ts: f.ts, openid: S.openid, from: 'user', msg: e.msg, cmid: f.cmid }, 'ack');
+      if (e.retries > 0) flushOutbox(); // the ones it held back
     }
     emit('ack', { cmid: f.cmid, id: f.id, ts: f.ts, delivered: !!f.delivered, dup: !!f.dup });
     changed();
@@ -761,10 +765,12 @@ function createKefu(options) {
         e.sentGen = 0;
         e.retryAt = now() + backoffDelay(e.retries, config.resendDelay, config.resendMaxDelay, random);
         scheduleFlush(e.retryAt - now());
+        changed();
       } else {
         e.state = 'failed'; e.error = f.code || 'error'; // shown failed: the user may retry by hand
         saveOutbox();
         changed();
+        if (e.retries > 0) flushOutbox(); // the ones it held back
       }
     } else if (retry) {
       S.readSentUpto = 0; // maybe our read mark was not saved
@@ -846,6 +852,14 @@ function createKefu(options) {
     if (S.badgeDirty) applyBadge();
   }
 
+  // Connect again now, e.g. from a tap: after a 4429 ("too many errors") the client waits for the user.
+  function reconnect() {
+    if (!S.started || S.stopped) return;
+    S.blocked = false;
+    S.attempt = 0;
+    if (!S.task && !S.connecting) connectNow();
+  }
+
   function onAppHide() {
     S.background = true;
   }
@@ -869,7 +883,7 @@ function createKefu(options) {
       openid: S.openid,
       messages: S.messages.slice(),
       outbox: S.outbox.map(function (e) {
-        return { cmid: e.cmid, msg: e.msg, ts: e.ts, state: e.state, error: e.error };
+        return { cmid: e.cmid, msg: e.msg, ts: e.ts, state: e.state, error: e.error, retries: e.retries };
       }),
       unread: S.unread,
       agentReadUpto: S.agentReadUpto,
@@ -897,6 +911,7 @@ function createKefu(options) {
     markRead: markRead,
     refreshBadge: refreshBadge,
     onAppShow: onAppShow,
+    reconnect: reconnect,
     onAppHide: onAppHide,
     getState: snapshot,
     get socketTask() { return S.task; },
