@@ -105,7 +105,7 @@ function createKefu(options) {
     syncing: false, syncAfter: 0, syncRetries: 0, resyncAfter: null, wideSync: false,
     // The server's history epoch and the newest message id seen in it (persisted as `cursor`);
     // memEpoch: the epoch the messages held in memory came from ('' = not known to differ).
-    epoch: '', lastId: 0, memEpoch: '', quickAt: -Infinity,
+    epoch: '', lastId: 0, memEpoch: '', cursorDirty: false, quickAt: -Infinity,
     pushes: [],
     unread: 0, countFloor: Infinity, chatVisible: false, readSentUpto: 0, badgeDirty: false,
     agentReadUpto: 0,
@@ -169,7 +169,12 @@ function createKefu(options) {
     }
   }
   function saveCursor() {
+    S.cursorDirty = false;
     save('cursor', { epoch: S.epoch, lastId: S.lastId });
+  }
+  // Once per frame or page, not once per message (setStorageSync is synchronous).
+  function flushCursor() {
+    if (S.cursorDirty) saveCursor();
   }
   function loadOutbox() {
     var saved = load('outbox');
@@ -271,7 +276,7 @@ function createKefu(options) {
   // Add one server Message (live, sync, ack or history). Returns true if it was new.
   function addMessage(m, source) {
     if (!m || typeof m.id !== 'number' || typeof m.msg !== 'string') return false;
-    if (m.id > S.lastId) { S.lastId = m.id; saveCursor(); }
+    if (m.id > S.lastId) { S.lastId = m.id; S.cursorDirty = true; }
     if (S.byId[m.id]) return false;
     if (source !== 'history' && m.id <= S.floor) return false;
     var msg = { id: m.id, ts: m.ts || 0, openid: m.openid || S.openid, from: m.from === 'agent' ? 'agent' : 'user',
@@ -638,11 +643,11 @@ function createKefu(options) {
     if (typeof data !== 'string') return;
     var f;
     try { f = JSON.parse(data); } catch (e) { return; }
-    if (!f || typeof f !== 'object') return;
+    if (!f || typeof f !== 'object' || Array.isArray(f)) return;
     switch (f.cmd) {
       case undefined:
         if (!isChatMessage(f)) onPushFrame(f);
-        else if (addMessage(f, 'live')) changed();
+        else { if (addMessage(f, 'live')) changed(); flushCursor(); }
         break;
       case 'hello':
         S.attempt = 0;
@@ -710,6 +715,7 @@ function createKefu(options) {
       var e = S.outbox.splice(i, 1)[0];
       saveOutbox();
       addMessage({ id: f.id, ts: f.ts, openid: S.openid, from: 'user', msg: e.msg, cmid: f.cmid }, 'ack');
+      flushCursor();
       if (e.retries > 0) flushOutbox(); // the ones it held back
     }
     emit('ack', { cmid: f.cmid, id: f.id, ts: f.ts, delivered: !!f.delivered, dup: !!f.dup });
@@ -720,6 +726,7 @@ function createKefu(options) {
     if (noteEpoch(f.epoch)) { requestSync(0); return; } // history reset: this page is of no use
     var list = Array.isArray(f.messages) ? f.messages : [];
     for (var i = 0; i < list.length; i++) addMessage(list[i], 'sync');
+    flushCursor();
     if (!S.syncing || (typeof f.after === 'number' && f.after !== S.syncAfter)) { changed(); return; } // a stale reply
     S.syncRetries = 0;
     cancel(S.syncRetryTimer); S.syncRetryTimer = null;
@@ -821,6 +828,7 @@ function createKefu(options) {
     }).then(function (res) {
       var list = (res && res.messages) || [];
       for (var i = 0; i < list.length; i++) addMessage(list[i], 'history');
+      flushCursor();
       S.historyBefore = res && res.next_before ? res.next_before : null;
       S.historyLoaded = true;
       changed();
