@@ -37,12 +37,17 @@ module.exports = {
   // (the server rate-limits each socket to 10 msg/s with a burst of 30).
   sendBurst: 10,
   sendInterval: 150,
-  // Retry a message the server could not make durable ("unavailable") or rate-limited after this.
+  // A message (or sync) refused with an error frame saying "retry": true is sent again, same cmid,
+  // after a backoff: resendDelay doubling per attempt up to resendMaxDelay, with jitter.
   resendDelay: 2000,
+  resendMaxDelay: 30000,
+
+  // Backend pushes (any JSON object pushed to this user) kept in getState().pushes, newest last.
+  maxPushes: 20,
 
   // wx.request timeout.
   requestTimeout: 10000,
-  // wx.setStorageSync key prefix (token, openid and the offline queue are stored).
+  // wx.setStorageSync key prefix (token, openid, the offline queue and the sync cursor are stored).
   storagePrefix: 'kefu_',
   // console.log what the client does.
   debug: false

@@ -2,8 +2,9 @@
 
 `node --test tests/miniprogram/` runs the real utils/kefu.js and page logic with a `wx` shim backed
 by a real WebSocket/HTTP client; the Node harness starts, restarts and stops `kefu serve` itself
-(running `kefu migrate` first when MYSQL_URL is set). Needs `npm ci --prefix tests/miniprogram`
-(scripts/test runs it).
+(running `kefu migrate` first when MYSQL_URL is set). The same run drives the client against a
+scripted server (harness/fakekefu.js) for frames and close codes a real server does not send yet.
+Needs `npm ci --prefix tests/miniprogram` (scripts/test runs it).
 """
 
 from __future__ import annotations

@@ -1,15 +1,39 @@
 // kefu QR login page: GET /qrcode, bind the page's socket to the QR code, wait for the token.
 // Protocol: docs/protocol.md §7 (the /ws/qr socket) and docs/qr-login.md (the whole sequence).
+//
+// Frames from the server are told apart like this: the bind echo is exactly the object this page
+// sent (no `token`); the login push has a `token` for this page's uid; anything else a backend
+// pushed goes to the list on the page and to `window` as a `kefu:push` event (`kefu:login` for the
+// login), so a site can act on pushes without editing this file:
+//   window.addEventListener('kefu:push', (e) => console.log(e.detail));
 
 const $ = (id) => document.getElementById(id);
 const PING_MS = 30000;          // the server closes a socket silent for 40 s (4408)
+const BASE_BACKOFF_MS = 500;
 const MAX_BACKOFF_MS = 15000;
+const MAX_PUSHES_SHOWN = 20;
+
+// Close codes (docs/protocol.md §5). 4429: the server gave up on this page; do not hammer it.
+const CLOSE_TOO_MANY_ERRORS = 4429;
+// The socket had a problem, not the server: the first reconnect goes at once.
+const RECONNECT_AT_ONCE = new Set([4408, 4503]);
 
 let ws = null;
 let qr = null;                  // {ticket, expire_seconds, uid, image, sandbox, expiresAt}
+let bindSent = null;            // the bind frame as sent on the current socket; null once echoed
 let loggedIn = false;
-let attempts = 0;
+let blocked = false;            // closed with 4429: no reconnect until the user asks for a code
+let attempts = 0;               // reconnects since the last open
+let bindRetries = 0;            // bind attempts refused with "retry": true
+let bindTimer = null;
+let reconnectTimer = null;
+let quickAt = -Infinity;
 let countdownTimer = null;
+
+// Exponential backoff with jitter (a random 75–125 %), so pages reconnect spread out after a restart.
+function backoff(n) {
+  return Math.min(MAX_BACKOFF_MS, BASE_BACKOFF_MS * 2 ** n) * (0.75 + Math.random() / 2);
+}
 
 function socketUrl() {
   const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
@@ -40,28 +64,49 @@ function expired() {
 // ---- the socket --------------------------------------------------------------------------------
 
 function connect() {
+  clearTimeout(reconnectTimer);
+  reconnectTimer = null;
+  blocked = false;
   setConn('connecting', 'Connecting…');
   const sock = new WebSocket(socketUrl());
   ws = sock;
   sock.onopen = () => {
+    if (ws !== sock) return;
     attempts = 0;
     setConn('online', 'Connected');
     if (qr && !expired() && !loggedIn) sendBind();
   };
   sock.onmessage = (ev) => {
+    if (ws !== sock) return;
     let frame;
     try { frame = JSON.parse(ev.data); } catch { return; }
-    if (frame && typeof frame === 'object') onFrame(frame);
+    if (frame && typeof frame === 'object' && !Array.isArray(frame)) onFrame(frame);
   };
   sock.onclose = (ev) => {
     if (ws !== sock) return;
     ws = null;
+    bindSent = null;
+    clearTimeout(bindTimer);
+    bindTimer = null;
     if (loggedIn) { setConn('offline', 'Done'); return; }
-    setConn('offline', `Disconnected (${ev.code}) – retrying`);
+    if (ev.code === CLOSE_TOO_MANY_ERRORS) {
+      blocked = true;
+      setConn('offline', `Refused by the server (${ev.code})`);
+      showError('The server closed this page for too many errors. Get a new QR code to try again.');
+      if (qr && !expired()) setQrState('waiting', 'Disconnected');
+      return;
+    }
     if (qr && !expired()) setQrState('waiting', 'Reconnecting…');
-    const delay = Math.min(MAX_BACKOFF_MS, 500 * 2 ** attempts++) * (0.75 + Math.random() / 2);
-    setTimeout(connect, delay);
+    let delay = backoff(attempts++);
+    if (RECONNECT_AT_ONCE.has(ev.code) && Date.now() - quickAt > MAX_BACKOFF_MS) { quickAt = Date.now(); delay = 0; }
+    setConn('offline', `Disconnected (${ev.code}) – retrying`);
+    reconnectTimer = setTimeout(connect, delay);
   };
+}
+
+// Connected, or on the way: after a 4429 only a user action (a new QR code) reconnects.
+function ensureSocket() {
+  if (!ws && (blocked || !reconnectTimer)) connect();
 }
 
 function send(obj) {
@@ -72,35 +117,71 @@ function send(obj) {
 setInterval(() => send({ cmd: 'ping' }), PING_MS);
 
 function sendBind() {
+  clearTimeout(bindTimer);
+  bindTimer = null;
   // Exactly what GET /qrcode returned (older pages send the same three fields).
-  if (send({ ticket: qr.ticket, expire_seconds: qr.expire_seconds, uid: qr.uid })) {
+  const frame = { ticket: qr.ticket, expire_seconds: qr.expire_seconds, uid: qr.uid };
+  if (send(frame)) {
+    bindSent = frame;
     setQrState('binding', 'Linking this page to the QR code…');
   }
 }
 
+// The echo: the very object this page sent, key for key (a push that merely carries the same uid
+// and ticket is not one).
+function isEcho(f) {
+  if (!bindSent || 'token' in f) return false;
+  const keys = Object.keys(f);
+  return keys.length === Object.keys(bindSent).length && keys.every((k) => f[k] === bindSent[k]);
+}
+
+// The login: a token for this page's code (older PHP backends push {uid, ticket, token} themselves).
+function isLogin(f) {
+  return typeof f.token === 'string' && f.token !== '' && !!qr && String(f.uid) === String(qr.uid) &&
+    (f.ticket === undefined || f.ticket === qr.ticket);
+}
+
 function onFrame(f) {
-  if (f.cmd === 'error') {
-    if (f.code === 'bad_ticket') {
-      markExpired('This QR code is no longer valid – get a new one.');
-    } else {
-      showError(f.message || f.code);
-    }
-    return;
-  }
+  if (f.cmd === 'error') { onError(f); return; }
   if (f.cmd) return;  // pong and future control frames
-  if (qr && f.uid === qr.uid && f.ticket === qr.ticket) {
-    if (typeof f.token === 'string') { onToken(f.token); return; }
-    setQrState('bound', 'Scan with WeChat to log in');  // the echo: bound
+  if (isEcho(f)) {
+    bindSent = null;
+    bindRetries = 0;
+    showError('');
+    setQrState('bound', 'Scan with WeChat to log in');
     return;
   }
+  if (isLogin(f)) { onToken(f.token, f); return; }
   addPush(f);
+}
+
+// Error frames say with `retry` whether the same request may work later (docs/protocol.md §4.4).
+// The page's only request is the bind, so a retryable error while binding re-sends it after a backoff.
+function onError(f) {
+  if (f.code === 'bad_ticket') {
+    bindSent = null;
+    markExpired('This QR code is no longer valid – get a new one.');
+    return;
+  }
+  if (f.retry === true) {
+    if (!bindSent || expired() || loggedIn) return; // passing, and about nothing this page waits for
+    const delay = backoff(bindRetries++);
+    setQrState('binding', 'Server busy – linking again shortly…');
+    clearTimeout(bindTimer);
+    bindTimer = setTimeout(() => { if (qr && !expired() && !loggedIn) sendBind(); }, delay);
+    return;
+  }
+  showError(f.message || f.code);
 }
 
 function addPush(f) {
   const li = document.createElement('li');
   li.textContent = JSON.stringify(f);
-  $('pushes').prepend(li);
+  const list = $('pushes');
+  list.prepend(li);
+  while (list.children.length > MAX_PUSHES_SHOWN) list.lastElementChild.remove();
   $('pushes-box').hidden = false;
+  window.dispatchEvent(new CustomEvent('kefu:push', { detail: f }));
 }
 
 // ---- the QR code -------------------------------------------------------------------------------
@@ -122,7 +203,9 @@ async function getQr() {
     tick();
     clearInterval(countdownTimer);
     countdownTimer = setInterval(tick, 1000);
-    sendBind();
+    bindRetries = 0;
+    ensureSocket();
+    sendBind(); // or, if the socket is not open yet, as soon as it is
   } catch (e) {
     showError(`Could not get a QR code: ${e.message}`);
   } finally {
@@ -141,6 +224,8 @@ function tick() {
 
 function markExpired(message) {
   clearInterval(countdownTimer);
+  clearTimeout(bindTimer);
+  bindTimer = null;
   $('countdown').textContent = '00:00';
   $('simulate').hidden = true;
   setQrState('expired', message || 'QR code expired – get a new one.');
@@ -158,8 +243,10 @@ async function simulateScan() {
   }
 }
 
-async function onToken(token) {
+async function onToken(token, frame) {
   loggedIn = true;
+  clearTimeout(bindTimer);
+  window.dispatchEvent(new CustomEvent('kefu:login', { detail: frame }));
   clearInterval(countdownTimer);
   $('qr-box').hidden = true;
   $('result').hidden = false;

@@ -1,9 +1,11 @@
 // kefu client for WeChat mini-programs: login, one chat socket per app, heartbeat, reconnect with
-// backoff, sync of missed messages, offline queue with client message ids, tab-bar unread badge and
-// read receipts. Wire protocol: docs/protocol.md of the kefu server.
+// backoff, sync of missed messages (and after a server's history reset or a fan-out gap), offline
+// queue with client message ids, tab-bar unread badge, read receipts, and backend pushes handed to
+// the app. Wire protocol: docs/protocol.md of the kefu server.
 //
 // Usage (app.js):   const { getKefu } = require('./utils/kefu.js'); getKefu().start({ app: this });
 // Usage (a page):   const kefu = getApp().globalData.kefu; kefu.on('change', render); kefu.send('hi');
+//                   kefu.onPush(function (obj) { ... });   // any JSON object a backend pushed
 // Tests / custom:   createKefu({ wx, config, timers: { setTimeout, clearTimeout }, now, random, getApp })
 //
 // Plain CommonJS, only `wx.*` and timers: no Node or browser APIs.
@@ -11,11 +13,27 @@
 // Every setting and its default lives in config.js; createKefu({config}) overrides any of them.
 var DEFAULTS = require('../config.js');
 
-// Close codes (docs/protocol.md §5).
-var CLOSE_UNAUTHORIZED = 4401;
-var CLOSE_TOO_MANY_ERRORS = 4429;
-// Error codes after which the same frame may be sent again (with the same cmid).
-var RETRYABLE = { unavailable: true, rate_limited: true };
+// Close codes (docs/protocol.md §5) and what the client does after each.
+var CLOSE = {
+  GOING_AWAY: 1001,      // server shutting down: reconnect with backoff, then sync
+  INTERNAL: 1011,        // server bug: reconnect with backoff, then sync
+  RESYNC: 1012,          // fan-out may have had a gap: reconnect with backoff, then sync all that is held
+  TRY_AGAIN: 1013,       // a backing store is down: reconnect with backoff, then sync
+  UNAUTHORIZED: 4401,    // token expired or revoked: wx.login → /api/login, then reconnect
+  HEARTBEAT: 4408,       // the server heard nothing for too long: reconnect at once
+  TOO_MANY_ERRORS: 4429, // the server thinks this client is broken: stop, tell the page
+  SLOW_CONSUMER: 4503    // this client did not read fast enough: reconnect at once
+};
+// Closes after which the first reconnect goes out at once (the server is fine, this socket was not).
+var RECONNECT_AT_ONCE = {};
+RECONNECT_AT_ONCE[CLOSE.HEARTBEAT] = true;
+RECONNECT_AT_ONCE[CLOSE.SLOW_CONSUMER] = true;
+
+// A chat Message (docs/protocol.md §4.1) as opposed to a backend push, which is any JSON object
+// without `cmd` (§8): a push is handed to the app as it came.
+function isChatMessage(f) {
+  return typeof f.id === 'number' && typeof f.msg === 'string' && (f.from === 'user' || f.from === 'agent');
+}
 
 function utf8Length(s) {
   var n = 0;
@@ -84,7 +102,11 @@ function createKefu(options) {
     waitSince: 0, pingInterval: config.heartbeatInterval, maxMessageBytes: 65536,
     messages: [], byId: {}, floor: 0, historyBefore: null, historyLoaded: false,
     outbox: [], tokens: config.sendBurst, tokensAt: 0, seq: 0,
-    syncing: false, syncAfter: 0,
+    syncing: false, syncAfter: 0, syncRetries: 0, resyncAfter: null, wideSync: false,
+    // The server's history epoch and the newest message id seen in it (persisted as `cursor`);
+    // memEpoch: the epoch the messages held in memory came from ('' = not known to differ).
+    epoch: '', lastId: 0, memEpoch: '', cursorDirty: false, quickAt: -Infinity,
+    pushes: [],
     unread: 0, countFloor: Infinity, chatVisible: false, readSentUpto: 0, badgeDirty: false,
     agentReadUpto: 0,
     listeners: {}
@@ -139,6 +161,21 @@ function createKefu(options) {
     S.token = ''; S.expiresAt = 0;
     forget('session');
   }
+  function loadCursor() {
+    var c = load('cursor');
+    if (c && typeof c === 'object') {
+      S.epoch = typeof c.epoch === 'string' ? c.epoch : '';
+      S.lastId = typeof c.lastId === 'number' && c.lastId > 0 ? c.lastId : 0;
+    }
+  }
+  function saveCursor() {
+    S.cursorDirty = false;
+    save('cursor', { epoch: S.epoch, lastId: S.lastId });
+  }
+  // Once per frame or page, not once per message (setStorageSync is synchronous).
+  function flushCursor() {
+    if (S.cursorDirty) saveCursor();
+  }
   function loadOutbox() {
     var saved = load('outbox');
     if (!Array.isArray(saved)) return;
@@ -146,7 +183,7 @@ function createKefu(options) {
       if (!e || !e.cmid || typeof e.msg !== 'string') return;
       if (findOutbox(e.cmid) >= 0) return;
       S.outbox.push({ cmid: e.cmid, msg: e.msg, ts: e.ts || now(), state: e.state === 'failed' ? 'failed' : 'pending',
-        error: e.error || '', sentGen: 0 });
+        error: e.error || '', sentGen: 0, retries: 0, retryAt: 0 });
     });
   }
   function saveOutbox() {
@@ -239,6 +276,7 @@ function createKefu(options) {
   // Add one server Message (live, sync, ack or history). Returns true if it was new.
   function addMessage(m, source) {
     if (!m || typeof m.id !== 'number' || typeof m.msg !== 'string') return false;
+    if (m.id > S.lastId) { S.lastId = m.id; S.cursorDirty = true; }
     if (S.byId[m.id]) return false;
     if (source !== 'history' && m.id <= S.floor) return false;
     var msg = { id: m.id, ts: m.ts || 0, openid: m.openid || S.openid, from: m.from === 'agent' ? 'agent' : 'user',
@@ -262,6 +300,7 @@ function createKefu(options) {
         var dropped = S.messages.shift();
         delete S.byId[dropped.id];
         S.floor = Math.max(S.floor, dropped.id);
+        if (S.historyLoaded && !S.historyBefore) S.historyBefore = S.messages[0].id; // "load older" reaches it again
       }
       emit('message', msg);
     }
@@ -280,6 +319,41 @@ function createKefu(options) {
     return after;
   }
 
+  // Where a sync starts when the fan-out may have had a gap of unknown position (close 1012, or a
+  // `resync` frame without `after`): before the oldest message held, so the whole window is checked.
+  function windowStart() {
+    return S.messages.length ? Math.max(0, S.messages[0].id - 1) : S.floor;
+  }
+
+  // The server's history epoch, from `hello` and `sync` replies. A different epoch than the one
+  // stored means the history was reset: ids start again, so the last id goes back to 0, and what
+  // is held from the old epoch (it would hide the new ids) is forgotten. Returns true on a reset.
+  function noteEpoch(epoch) {
+    if (typeof epoch !== 'string' || !epoch) return false; // a server without epochs
+    if (epoch === S.epoch) { S.memEpoch = epoch; return false; }
+    var reset = !!S.epoch; // the first epoch ever seen resets nothing
+    log('history epoch', S.epoch || '(none)', '→', epoch);
+    if (reset && S.memEpoch && S.memEpoch !== epoch) forgetHistory();
+    S.epoch = epoch;
+    S.memEpoch = epoch;
+    if (reset) { S.lastId = 0; S.resyncAfter = null; }
+    saveCursor();
+    if (reset) emit('reset', { epoch: epoch });
+    return reset;
+  }
+
+  function forgetHistory() {
+    S.messages = []; S.byId = {}; S.floor = 0;
+    S.historyBefore = null; S.historyLoaded = true; // the sync from 0 brings everything there is
+    S.agentReadUpto = 0; S.readSentUpto = 0;
+    S.countFloor = Infinity; // the re-synced messages are not new: the badge is seeded again below
+    request('GET', '/api/me').then(function (me) {
+      if (typeof me.agent_read_upto === 'number') onAgentRead(me.agent_read_upto);
+      setUnread(S.chatVisible ? 0 : me.unread, true);
+    }, function (e) { log('GET /api/me failed:', e.message); });
+    changed();
+  }
+
   function newCmid() {
     S.seq += 1;
     var rand = Math.floor(random() * 0x7fffffff).toString(36);
@@ -289,7 +363,7 @@ function createKefu(options) {
   // Queue a message; it is sent now if connected, else after the next connect. Returns its cmid.
   function send(text) {
     if (typeof text !== 'string' || text.length === 0) return null;
-    var entry = { cmid: newCmid(), msg: text, ts: now(), state: 'pending', error: '', sentGen: 0 };
+    var entry = { cmid: newCmid(), msg: text, ts: now(), state: 'pending', error: '', sentGen: 0, retries: 0, retryAt: 0 };
     if (utf8Length(text) > S.maxMessageBytes) { entry.state = 'failed'; entry.error = 'too_large'; }
     S.outbox.push(entry);
     saveOutbox();
@@ -304,7 +378,7 @@ function createKefu(options) {
     if (i < 0) return false;
     var e = S.outbox[i];
     if (e.error === 'too_large') return false;
-    e.state = 'pending'; e.error = ''; e.sentGen = 0;
+    e.state = 'pending'; e.error = ''; e.sentGen = 0; e.retries = 0; e.retryAt = 0;
     saveOutbox();
     changed();
     flushOutbox();
@@ -320,18 +394,25 @@ function createKefu(options) {
   }
 
   // Send every queued message not yet sent on this socket, paced to stay under the server's rate.
-  // Entries stay queued until their ack (or their stored copy in a sync) arrives.
+  // Entries stay queued until their ack (or their stored copy in a sync) arrives. A message that
+  // was refused with "retry": true holds back the ones after it until it is stored, so those not
+  // yet sent are stored in typed order (ones already in flight may be stored before it).
   function flushOutbox() {
     if (!S.open || S.flushTimer) return;
     for (var i = 0; i < S.outbox.length; i++) {
       var e = S.outbox[i];
-      if (e.state !== 'pending' || e.sentGen === S.gen) continue;
-      if (!takeSendToken()) {
-        S.flushTimer = later(function () { S.flushTimer = null; flushOutbox(); }, config.sendInterval);
-        return;
-      }
-      if (sendFrame({ type: 2, msg: e.msg, cmid: e.cmid })) e.sentGen = S.gen;
+      if (e.state !== 'pending') continue;
+      if (e.sentGen === S.gen) { if (e.retries > 0) return; continue; }
+      var wait = e.retryAt - now();
+      if (wait > 0) { scheduleFlush(wait); return; }
+      if (!takeSendToken()) { scheduleFlush(config.sendInterval); return; }
+      if (sendFrame({ type: 2, msg: e.msg, cmid: e.cmid })) { e.sentGen = S.gen; e.retryAt = 0; }
+      if (e.retries > 0) return;
     }
+  }
+  function scheduleFlush(ms) {
+    if (S.flushTimer) return;
+    S.flushTimer = later(function () { S.flushTimer = null; flushOutbox(); }, ms);
   }
 
   // ---- unread badge and read marks ---------------------------------------------------------------
@@ -446,16 +527,29 @@ function createKefu(options) {
     S.waitSince = 0;
     S.tokens = config.sendBurst; S.tokensAt = now();
     S.readSentUpto = 0;
+    // A new socket: messages waiting out a retryable error go now (the reconnect already waited).
+    S.outbox.forEach(function (e) { e.retryAt = 0; });
     setStatus('open');
     schedulePing();
-    requestSync(syncStart());
-    flushOutbox();
+    flushOutbox(); // the sync follows the server's hello, which says whether the history was reset
+  }
+
+  // The sync after a connect: from the newest message seen less the overlap; the whole window
+  // after a 1012 close; from 0 after a history reset; and never past a sync the last socket left
+  // unfinished (or a `resync` it could not start).
+  function syncAfterHello(fromStart) {
+    var after = fromStart ? 0 : (S.wideSync ? windowStart() : syncStart());
+    if (S.resyncAfter !== null) after = Math.min(after, S.resyncAfter);
+    S.wideSync = false;
+    S.resyncAfter = null;
+    requestSync(after);
   }
 
   // Forget the current socket (its late events are ignored from now on); close it if asked.
   function resetSocket(close, reason) {
     var task = S.task;
     S.gen += 1;
+    if (S.syncing) S.resyncAfter = S.resyncAfter === null ? S.syncAfter : Math.min(S.resyncAfter, S.syncAfter);
     S.task = null; S.taskToken = ''; S.open = false; S.syncing = false; S.waitSince = 0;
     cancel(S.connectTimer); S.connectTimer = null;
     cancel(S.pingTimer); S.pingTimer = null;
@@ -476,19 +570,28 @@ function createKefu(options) {
     resetSocket(close, res.reason);
     emit('close', { code: code, reason: res.reason || '' });
     if (S.stopped) return;
-    if (code === CLOSE_UNAUTHORIZED) {
+    if (code === CLOSE.UNAUTHORIZED) {
       // Token expired or revoked (logout): log in again, then reconnect.
       clearToken(usedToken);
       S.authFailures += 1;
       if (S.authFailures === 1) { setStatus('offline'); connectNow(); return; }
-    } else if (code === CLOSE_TOO_MANY_ERRORS) {
+    } else if (code === CLOSE.TOO_MANY_ERRORS) {
       // The server thinks this client is broken: stop retrying until the app is shown again.
       S.blocked = true;
       setStatus('blocked');
-      emit('error', { code: 'too_many_errors', message: res.reason || 'too many errors' });
+      emit('error', { code: 'too_many_errors', message: res.reason || 'too many errors', retry: false });
+      return;
+    } else if (code === CLOSE.RESYNC) {
+      S.wideSync = true; // where the gap began is unknown: check everything held
+    } else if (RECONNECT_AT_ONCE[code] && !S.background && now() - S.quickAt > config.reconnectMaxDelay) {
+      // This socket had a problem, not the server: go again at once (at most once per max delay,
+      // so a client that keeps being dropped still backs off).
+      S.quickAt = now();
+      setStatus('offline');
+      connectNow();
       return;
     }
-    scheduleReconnect();
+    scheduleReconnect(); // with backoff and jitter: 1001, 1011, 1012, 1013, network errors, …
   }
 
   function scheduleReconnect() {
@@ -540,10 +643,11 @@ function createKefu(options) {
     if (typeof data !== 'string') return;
     var f;
     try { f = JSON.parse(data); } catch (e) { return; }
-    if (!f || typeof f !== 'object') return;
+    if (!f || typeof f !== 'object' || Array.isArray(f)) return;
     switch (f.cmd) {
       case undefined:
-        if (addMessage(f, 'live')) changed();
+        if (!isChatMessage(f)) onPushFrame(f);
+        else { if (addMessage(f, 'live')) changed(); flushCursor(); }
         break;
       case 'hello':
         S.attempt = 0;
@@ -556,7 +660,9 @@ function createKefu(options) {
           schedulePing();
         }
         if (typeof f.agent_read_upto === 'number') onAgentRead(f.agent_read_upto);
+        var reset = noteEpoch(f.epoch);
         emit('hello', f);
+        syncAfterHello(reset);
         break;
       case 'pong':
         emit('pong', f);
@@ -573,9 +679,34 @@ function createKefu(options) {
       case 'error':
         onErrorFrame(f);
         break;
-      default:
+      case 'resync':
+        onResync(f);
         break;
+      default:
+        break; // a protocol frame this client does not know: ignored
     }
+  }
+
+  // A backend push (docs/protocol.md §8): any JSON object that is neither a protocol frame nor a
+  // chat message. It is not stored by the server; the app gets it as it came.
+  function onPushFrame(f) {
+    S.pushes.push({ at: now(), data: f });
+    while (S.pushes.length > config.maxPushes) S.pushes.shift();
+    log('push', f);
+    emit('push', f);
+    changed();
+  }
+
+  // The server's fan-out to this socket may have had a gap: sync from before it (and from before
+  // the whole window when it does not say where the gap began).
+  function onResync(f) {
+    var after = typeof f.after === 'number' && f.after >= 0 ? Math.min(S.lastId, f.after) : windowStart();
+    log('resync from', after);
+    if (S.syncing || !S.open) { // after the running sync (or the next connect's) is done
+      S.resyncAfter = S.resyncAfter === null ? after : Math.min(S.resyncAfter, after);
+      return;
+    }
+    requestSync(after);
   }
 
   function onAck(f) {
@@ -584,16 +715,27 @@ function createKefu(options) {
       var e = S.outbox.splice(i, 1)[0];
       saveOutbox();
       addMessage({ id: f.id, ts: f.ts, openid: S.openid, from: 'user', msg: e.msg, cmid: f.cmid }, 'ack');
+      flushCursor();
+      if (e.retries > 0) flushOutbox(); // the ones it held back
     }
     emit('ack', { cmid: f.cmid, id: f.id, ts: f.ts, delivered: !!f.delivered, dup: !!f.dup });
     changed();
   }
 
   function onSyncReply(f) {
+    if (noteEpoch(f.epoch)) { requestSync(0); return; } // history reset: this page is of no use
     var list = Array.isArray(f.messages) ? f.messages : [];
     for (var i = 0; i < list.length; i++) addMessage(list[i], 'sync');
+    flushCursor();
+    if (!S.syncing || (typeof f.after === 'number' && f.after !== S.syncAfter)) { changed(); return; } // a stale reply
+    S.syncRetries = 0;
+    cancel(S.syncRetryTimer); S.syncRetryTimer = null;
     if (f.more && list.length) {
       requestSync(list[list.length - 1].id);
+    } else if (S.resyncAfter !== null) {
+      var after = S.resyncAfter; // a `resync` came while this sync ran
+      S.resyncAfter = null;
+      requestSync(after);
     } else {
       S.syncing = false;
       if (S.countFloor === Infinity) S.countFloor = maxKnownId(); // the launch seed covered these
@@ -614,28 +756,37 @@ function createKefu(options) {
     }
   }
 
+  // The server says with `retry` whether the same request may succeed later (its fault: a store was
+  // down, or this client went too fast) or never will (the frame itself was refused).
   function onErrorFrame(f) {
-    log('server error', f.code, f.message);
-    emit('error', { code: f.code, message: f.message, cmid: f.cmid });
+    var retry = f.retry === true;
+    log('server error', f.code, f.message, retry ? '(will retry)' : '');
+    emit('error', { code: f.code, message: f.message, cmid: f.cmid, retry: retry });
     if (f.cmid) {
       var i = findOutbox(f.cmid);
       if (i < 0) return;
       var e = S.outbox[i];
-      if (RETRYABLE[f.code]) {
-        e.sentGen = 0; // resend (same cmid) a little later
-        if (!S.flushTimer) S.flushTimer = later(function () { S.flushTimer = null; flushOutbox(); }, config.resendDelay);
+      if (retry) {
+        // Resend it (same cmid, so it is stored at most once) after a backoff.
+        e.retries += 1;
+        e.sentGen = 0;
+        e.retryAt = now() + backoffDelay(e.retries, config.resendDelay, config.resendMaxDelay, random);
+        scheduleFlush(e.retryAt - now());
+        changed();
       } else {
-        e.state = 'failed'; e.error = f.code || 'error';
+        e.state = 'failed'; e.error = f.code || 'error'; // shown failed: the user may retry by hand
         saveOutbox();
         changed();
+        if (e.retries > 0) flushOutbox(); // the ones it held back
       }
-    } else if (RETRYABLE[f.code]) {
+    } else if (retry) {
       S.readSentUpto = 0; // maybe our read mark was not saved
       if (S.syncing && !S.syncRetryTimer) {
+        S.syncRetries += 1;
         S.syncRetryTimer = later(function () {
           S.syncRetryTimer = null;
           if (S.open && S.syncing) requestSync(S.syncAfter);
-        }, config.resendDelay);
+        }, backoffDelay(S.syncRetries, config.resendDelay, config.resendMaxDelay, random));
       }
     }
   }
@@ -649,6 +800,7 @@ function createKefu(options) {
     S.started = true;
     S.stopped = false;
     loadSession();
+    loadCursor();
     loadOutbox();
     S.startPromise = ensureLogin().then(function () {
       return request('GET', '/api/me').then(function (me) {
@@ -676,6 +828,7 @@ function createKefu(options) {
     }).then(function (res) {
       var list = (res && res.messages) || [];
       for (var i = 0; i < list.length; i++) addMessage(list[i], 'history');
+      flushCursor();
       S.historyBefore = res && res.next_before ? res.next_before : null;
       S.historyLoaded = true;
       changed();
@@ -707,6 +860,14 @@ function createKefu(options) {
     if (S.badgeDirty) applyBadge();
   }
 
+  // Connect again now, e.g. from a tap: after a 4429 ("too many errors") the client waits for the user.
+  function reconnect() {
+    if (!S.started || S.stopped) return;
+    S.blocked = false;
+    S.attempt = 0;
+    if (!S.task && !S.connecting) connectNow();
+  }
+
   function onAppHide() {
     S.background = true;
   }
@@ -730,12 +891,15 @@ function createKefu(options) {
       openid: S.openid,
       messages: S.messages.slice(),
       outbox: S.outbox.map(function (e) {
-        return { cmid: e.cmid, msg: e.msg, ts: e.ts, state: e.state, error: e.error };
+        return { cmid: e.cmid, msg: e.msg, ts: e.ts, state: e.state, error: e.error, retries: e.retries };
       }),
       unread: S.unread,
       agentReadUpto: S.agentReadUpto,
       chatVisible: S.chatVisible,
-      hasOlder: !!(S.historyLoaded && S.historyBefore)
+      hasOlder: !!(S.historyLoaded && S.historyBefore),
+      epoch: S.epoch,
+      lastId: S.lastId,
+      pushes: S.pushes.slice()
     };
   }
 
@@ -745,6 +909,7 @@ function createKefu(options) {
     stop: stop,
     on: on,
     off: off,
+    onPush: function (fn) { return on('push', fn); },
     send: send,
     retry: retry,
     request: request,
@@ -754,6 +919,7 @@ function createKefu(options) {
     markRead: markRead,
     refreshBadge: refreshBadge,
     onAppShow: onAppShow,
+    reconnect: reconnect,
     onAppHide: onAppHide,
     getState: snapshot,
     get socketTask() { return S.task; },
@@ -779,5 +945,7 @@ module.exports = {
   backoffDelay: backoffDelay,
   deriveSocketUrl: deriveSocketUrl,
   utf8Length: utf8Length,
+  isChatMessage: isChatMessage,
+  CLOSE: CLOSE,
   DEFAULTS: DEFAULTS
 };

@@ -61,7 +61,7 @@ function makeClient({ code, config = {}, storage } = {}) {
       ...config,
     },
   });
-  const events = { message: [], close: [], synced: [], read: [], pong: [], error: [], login: [] };
+  const events = { message: [], close: [], synced: [], read: [], pong: [], error: [], login: [], push: [] };
   for (const name of Object.keys(events)) kefu.on(name, (p) => events[name].push(p));
   cleanups.push(() => kefu.stop());
   return { kefu, ctl, app, events };
@@ -475,6 +475,32 @@ test('read receipts: user messages up to the agent read mark show "read"', { tim
   assert.ok(view.items.filter((i) => i.mine).every((i) => i.state === 'read'));
 });
 
+test('a backend push to the user (POST /api/push by openid) reaches kefu.onPush as it was sent, not as a chat message', { timeout: TEST_TIMEOUT }, async () => {
+  const { agent, kefu, ctl, events, view, openid } = await launched({ page: 'shown' });
+  const got = [];
+  kefu.onPush((p) => got.push(p));
+
+  const shipped = { openid, msg: '您的订单已发货', order: { id: 42, items: ['茶'] } };
+  const r = await server.push(shipped);
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  assert.equal(r.body.delivered, true);
+  await waitFor(() => got.length === 1, { what: 'the push at the mini-program', details: details(ctl) });
+  assert.deepEqual(got[0], shipped);
+  assert.deepEqual(kefu.getState().pushes.map((p) => p.data), [shipped]);
+
+  // A push that happens to carry an `id` is still a push; a chat message is still a message.
+  const coupon = { openid, id: 7, kind: 'coupon' };
+  assert.equal((await server.push(coupon)).body.delivered, true);
+  await agent.reply(openid, 'a real reply');
+  await waitFor(() => view.items.some((i) => i.text === 'a real reply') && got.length === 2, { what: 'the reply and the coupon' });
+  assert.deepEqual(got[1], coupon);
+  assert.deepEqual(events.push, [shipped, coupon]);
+  assert.ok(!view.items.some((i) => i.text === shipped.msg), 'a push is not shown as a chat message');
+  assert.deepEqual(kefu.getState().messages.map((m) => m.msg), ['a real reply']);
+  const history = await server.history(openid, agentToken);
+  assert.deepEqual(history.map((m) => m.msg), ['a real reply'], 'pushes are not stored');
+});
+
 test('app.js and the pages wire the default instance into App() and Page()', { timeout: TEST_TIMEOUT }, async () => {
   // DevTools would load these files with the real config.js; point its example host at the server.
   const origin = new URL(mpConfig.baseUrl).host;
@@ -522,6 +548,12 @@ test('app.js and the pages wire the default instance into App() and Page()', { t
   assert.equal(home.data.statusText, '已连接');
   home.openChat();
   assert.deepEqual(ctl.calls.switchTab, ['/pages/chat/chat']);
+
+  // A backend push: a toast (wherever the user is) and the home page's list.
+  assert.equal((await server.push({ openid: kefu.openid, msg: '优惠券已到账' })).body.delivered, true);
+  await waitFor(() => ctl.calls.showToast.length === 1, { what: 'the push toast' });
+  assert.deepEqual(ctl.calls.showToast[0], { title: '优惠券已到账', icon: 'none', duration: 3000 });
+  assert.deepEqual(home.data.pushes.map((p) => p.text), ['优惠券已到账']);
 
   const chat = instantiate('pages/chat/chat.js');
   chat.onLoad();

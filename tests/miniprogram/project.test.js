@@ -108,4 +108,29 @@ test('chat view: order, states and labels', () => {
   const h = homeData({ ...state, openid: 'o1', unread: 3 }, config);
   assert.equal(h.unreadText, '3');
   assert.equal(h.queued, 1);
+  assert.deepEqual(h.pushes, []);
+});
+
+test('chat view: why a message failed, and one waiting to be resent', () => {
+  const labels = buildItems({
+    messages: [], agentReadUpto: 0,
+    outbox: [
+      { cmid: 'a', msg: 'x', ts: 0, state: 'pending', retries: 2 },
+      { cmid: 'b', msg: 'x', ts: 0, state: 'failed', error: 'too_large' },
+      { cmid: 'c', msg: 'x', ts: 0, state: 'failed', error: 'forbidden' },
+      { cmid: 'd', msg: 'x', ts: 0, state: 'failed', error: 'bad_frame' },
+    ],
+  }).map((i) => [i.state, i.stateText]);
+  assert.deepEqual(labels, [
+    ['retrying', '发送中（稍后重试）'], ['failed', '消息太长，无法发送'], ['failed', '无权发送此消息，点击重试'],
+    ['failed', '发送失败，点击重试'],
+  ]);
+});
+
+test('isChatMessage: a server Message, not any object with an id', () => {
+  assert.equal(kefuLib.isChatMessage({ id: 1, msg: 'hi', from: 'agent', ts: 1 }), true);
+  assert.equal(kefuLib.isChatMessage({ id: 1, msg: 'hi', from: 'user' }), true);
+  assert.equal(kefuLib.isChatMessage({ id: 1, msg: 'your order shipped' }), false);
+  assert.equal(kefuLib.isChatMessage({ openid: 'o', msg: 'hi' }), false);
+  assert.equal(kefuLib.isChatMessage({ id: '1', msg: 'hi', from: 'agent' }), false);
 });

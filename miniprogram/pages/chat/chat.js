@@ -22,5 +22,6 @@ Page({
     var cmid = e.currentTarget.dataset.cmid;
     if (e.currentTarget.dataset.state === 'failed') this.chat.retry(cmid);
   },
-  onLoadOlder: function () { this.chat.loadOlder(); }
+  onLoadOlder: function () { this.chat.loadOlder(); },
+  onStatusTap: function () { this.chat.reconnect(); }
 });

@@ -6,11 +6,24 @@ var STATUS_TEXT = {
   connecting: '正在连接客服…',
   open: '',
   offline: '网络已断开，正在重连…（消息会在恢复后发送）',
-  blocked: '连接被服务器拒绝，请稍后再试',
+  blocked: '连接被服务器拒绝，点击重新连接',
   stopped: ''
 };
 
-var STATE_TEXT = { sending: '发送中', sent: '未读', read: '已读', failed: '发送失败，点击重试' };
+var STATE_TEXT = { sending: '发送中', retrying: '发送中（稍后重试）', sent: '未读', read: '已读', failed: '发送失败，点击重试' };
+
+// Why the server refused a message for good (its error frame said "retry": false).
+var ERROR_TEXT = { too_large: '消息太长，无法发送', forbidden: '无权发送此消息' };
+
+// The label of a queued message: a refused one says why, and (unless resending cannot help) that a
+// tap sends it again; one waiting out a retryable error says it will be resent.
+function outboxStateText(e) {
+  if (e.state === 'failed') {
+    if (e.error === 'too_large') return ERROR_TEXT.too_large;
+    return ERROR_TEXT[e.error] ? ERROR_TEXT[e.error] + '，点击重试' : STATE_TEXT.failed;
+  }
+  return e.retries > 0 ? STATE_TEXT.retrying : STATE_TEXT.sending;
+}
 
 function pad(n) { return n < 10 ? '0' + n : String(n); }
 
@@ -33,10 +46,10 @@ function buildItems(state) {
     });
   });
   state.outbox.forEach(function (e) {
-    var st = e.state === 'failed' ? 'failed' : 'sending';
+    var st = e.state === 'failed' ? 'failed' : (e.retries > 0 ? 'retrying' : 'sending');
     items.push({
       key: 'c' + e.cmid, id: 0, cmid: e.cmid, mine: true, text: e.msg, time: formatTime(e.ts),
-      sender: '我', state: st, stateText: STATE_TEXT[st], error: e.error || ''
+      sender: '我', state: st, stateText: outboxStateText(e), error: e.error || ''
     });
   });
   return items;
@@ -96,9 +109,11 @@ function createChatPage(opts) {
       return cmid;
     },
     retry: function (cmid) { return kefu.retry(cmid); },
+    // The status bar after a 4429 close: the client does not reconnect by itself.
+    reconnect: function () { if (kefu.status === 'blocked') kefu.reconnect(); },
     loadOlder: function () { return kefu.loadOlder(); }
   };
 }
 
 module.exports = { createChatPage: createChatPage, buildItems: buildItems, viewData: viewData,
-  formatTime: formatTime, STATUS_TEXT: STATUS_TEXT, STATE_TEXT: STATE_TEXT };
+  formatTime: formatTime, STATUS_TEXT: STATUS_TEXT, STATE_TEXT: STATE_TEXT, ERROR_TEXT: ERROR_TEXT };

@@ -1,22 +1,30 @@
-// Home ("me") page: who you are, the connection state and a button to the chat tab.
-var homeData = require('./logic.js').homeData;
+// Home ("me") page: who you are, the connection state, a button to the chat tab, and what backends
+// pushed to this user (a toast as each arrives, the latest few listed).
+var logic = require('./logic.js');
 
 Page({
-  data: { openid: '', status: 'idle', statusText: '', unread: 0, unreadText: '', queued: 0, server: '' },
+  data: { openid: '', status: 'idle', statusText: '', unread: 0, unreadText: '', queued: 0, server: '', pushes: [] },
 
   onLoad: function () {
     var page = this;
     var kefu = getApp().globalData.kefu;
     this.kefu = kefu;
-    this.render = function () { page.setData(homeData(kefu.getState(), kefu.config)); };
+    this.render = function () { page.setData(logic.homeData(kefu.getState(), kefu.config)); };
     kefu.on('change', this.render);
+    // A tab page stays loaded while another tab is shown, so the toast shows wherever the user is.
+    this.offPush = kefu.onPush(function (push) { wx.showToast(logic.pushToast(push)); });
     this.render();
   },
   onShow: function () {
     this.kefu.refreshBadge(); // a badge set while no tab page was on screen
     this.render();
   },
-  onUnload: function () { this.kefu.off('change', this.render); },
+  onUnload: function () {
+    this.kefu.off('change', this.render);
+    this.offPush();
+  },
 
-  openChat: function () { wx.switchTab({ url: '/pages/chat/chat' }); }
+  openChat: function () { wx.switchTab({ url: '/pages/chat/chat' }); },
+  // After a 4429 close the client waits for the user: tapping the status reconnects.
+  onStatusTap: function () { if (this.kefu.status === 'blocked') this.kefu.reconnect(); }
 });

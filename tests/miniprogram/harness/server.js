@@ -8,6 +8,7 @@
 // set, receives the server log (else it stays in the data dir). KEEP_KEFU_DATA=1 keeps the data dir.
 
 const { spawn } = require('node:child_process');
+const crypto = require('node:crypto');
 const fs = require('node:fs');
 const net = require('node:net');
 const os = require('node:os');
@@ -44,6 +45,8 @@ class KefuServer {
       KEFU_HOST: '127.0.0.1',
       KEFU_PORT: String(s.port),
       KEFU_DATA_DIR: s.dataDir,
+      KEFU_API_KEY: crypto.randomBytes(12).toString('hex'), // POST /api/push, as a backend would
+      KEFU_PUSH_PORT: '0', // the TCP push port is not used here: no port to collide on
       PYTHONUNBUFFERED: '1',
     };
     return s;
@@ -141,8 +144,8 @@ class KefuServer {
   }
 
   // JSON over HTTP: { status, body }.
-  async api(method, urlPath, { token, body } = {}) {
-    const headers = {};
+  async api(method, urlPath, { token, body, headers: extra = {} } = {}) {
+    const headers = { ...extra };
     if (token) headers.Authorization = `Bearer ${token}`;
     if (body !== undefined) headers['content-type'] = 'application/json';
     const r = await fetch(this.baseUrl + urlPath, {
@@ -153,6 +156,11 @@ class KefuServer {
     let parsed = text;
     try { parsed = JSON.parse(text); } catch { /* keep text */ }
     return { status: r.status, body: parsed };
+  }
+
+  // A backend push (POST /api/push with the API key): { status, body }.
+  push(obj) {
+    return this.api('POST', '/api/push', { body: obj, headers: { 'X-Api-Key': this.env.KEFU_API_KEY } });
   }
 
   async createAgent(name, password = 'correct-horse-1') {

@@ -9,6 +9,9 @@
 //   task.blackhole = true — frames are silently lost both ways (a dead network path)
 //   task.dropIncoming = (frame) => bool — lose selected server frames (e.g. acks)
 //   task.kill() — the connection drops without a close frame (code 1006)
+//
+// createWx({ socket, http }) swaps the network for fakes (harness/fakekefu.js): `socket(url, ctl)`
+// returns a SocketTask, `http(req)` resolves to {statusCode, data} or throws for a network error.
 
 const WebSocket = require('ws');
 
@@ -98,14 +101,14 @@ class FakeSocketTask {
   sentFrames(pred) { return this.sent.filter(pred); }
 }
 
-function createWx({ code = 'node-test-user', rewrite = (u) => u } = {}) {
+function createWx({ code = 'node-test-user', rewrite = (u) => u, socket = null, http = null } = {}) {
   const storage = new Map();
   const ctl = {
     code,
     offline: false,
     storage,
     sockets: [],
-    calls: { login: 0, requests: [], setTabBarBadge: [], removeTabBarBadge: [], switchTab: [] },
+    calls: { login: 0, requests: [], setTabBarBadge: [], removeTabBarBadge: [], switchTab: [], showToast: [] },
     badge: null,     // the text on the chat tab, or null
     badgeErrors: [], // calls that broke the API contract
     current() { return this.sockets[this.sockets.length - 1] || null; },
@@ -136,6 +139,12 @@ function createWx({ code = 'node-test-user', rewrite = (u) => u } = {}) {
       const rec = { method, url, data: opts.data, header: { ...(opts.header || {}) }, status: null };
       ctl.calls.requests.push(rec);
       if (ctl.offline) { finish(opts, false, { errMsg: 'request:fail network is offline' }); return { abort() {} }; }
+      if (http) {
+        Promise.resolve().then(() => http({ method, url, data: opts.data, header: rec.header })).then(
+          (res) => { rec.status = res.statusCode; finish(opts, true, { ...res, errMsg: 'request:ok' }); },
+          (e) => finish(opts, false, { errMsg: `request:fail ${e.message}` }));
+        return { abort() {} };
+      }
       let body;
       if (opts.data !== undefined && opts.data !== null) {
         if (method === 'GET') {
@@ -161,7 +170,7 @@ function createWx({ code = 'node-test-user', rewrite = (u) => u } = {}) {
     },
 
     connectSocket(opts) {
-      const task = new FakeSocketTask(rewrite(opts.url), ctl);
+      const task = socket ? socket(rewrite(opts.url), ctl) : new FakeSocketTask(rewrite(opts.url), ctl);
       ctl.sockets.push(task);
       finish(opts, true, { errMsg: 'connectSocket:ok' });
       return task;
@@ -195,6 +204,10 @@ function createWx({ code = 'node-test-user', rewrite = (u) => u } = {}) {
       }
       ctl.badge = null;
       finish(opts, true, { errMsg: 'removeTabBarBadge:ok' });
+    },
+    showToast(opts) {
+      ctl.calls.showToast.push({ title: opts.title, icon: opts.icon, duration: opts.duration });
+      finish(opts, typeof opts.title === 'string', { errMsg: typeof opts.title === 'string' ? 'showToast:ok' : 'showToast:fail title' });
     },
     switchTab(opts) {
       ctl.calls.switchTab.push(opts.url);
