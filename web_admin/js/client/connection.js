@@ -50,6 +50,7 @@ export const DEFAULTS = Object.freeze({
 });
 
 const OPEN = 1; // WebSocket.OPEN
+const ERROR_GRACE_MS = 1000;
 
 export class Connection {
   /**
@@ -76,7 +77,7 @@ export class Connection {
     this.quickAt = -Infinity;
     this.lastFrameAt = 0;
     this.pingEveryMs = this.opt.pingEveryMs;
-    this.timers = { retry: null, ping: null, connect: null };
+    this.timers = { retry: null, ping: null, connect: null, error: null };
   }
 
   get online() {
@@ -121,7 +122,12 @@ export class Connection {
       () => this.lost(ws, 0, 'connect timeout'), this.opt.connectTimeoutMs);
     ws.onmessage = (ev) => this.received(ws, ev.data);
     ws.onclose = (ev) => this.lost(ws, ev.code, ev.reason);
-    ws.onerror = () => { /* a close event always follows */ };
+    // Browsers follow every error with a close event; some WebSocket implementations (Node 20's)
+    // leave a failed attempt hanging without one. Give the close event a moment, then go on without it.
+    ws.onerror = () => {
+      this.clock.clearTimeout(this.timers.error);
+      this.timers.error = this.clock.setTimeout(() => this.lost(ws, 1006, 'error'), ERROR_GRACE_MS);
+    };
   }
 
   received(ws, data) {
@@ -210,9 +216,9 @@ export class Connection {
   }
 
   clearTimers() {
-    this.clock.clearTimeout(this.timers.retry);
-    this.clock.clearTimeout(this.timers.connect);
-    this.clock.clearTimeout(this.timers.ping);
-    this.timers.retry = this.timers.connect = this.timers.ping = null;
+    for (const [name, handle] of Object.entries(this.timers)) {
+      this.clock.clearTimeout(handle);
+      this.timers[name] = null;
+    }
   }
 }
