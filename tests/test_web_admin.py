@@ -130,7 +130,9 @@ async def test_sign_in_errors_inline_and_the_session_survives_reload_until_sign_
     await expect(console.online).to_be_visible()
     await expect(page.locator("#login-view")).to_be_hidden()
 
-    token = await page.evaluate("JSON.parse(localStorage.getItem('kefu.session')).token")
+    token = await page.evaluate("JSON.parse(sessionStorage.getItem('kefu.session')).token")
+    # The token is kept for this tab only (sessionStorage), never in localStorage.
+    assert token not in "".join(await page.evaluate("Object.values(localStorage)"))
     await page.click("#logout")
     await expect(page.locator("#login-form")).to_be_visible()
     await expect(page.locator("#console-view")).to_be_hidden()
@@ -149,7 +151,7 @@ async def test_sign_in_errors_inline_and_the_session_survives_reload_until_sign_
 async def test_a_token_revoked_elsewhere_closes_4401_and_returns_to_sign_in(console, srv):
     page = console.page
     await console.signed_in()
-    token = await page.evaluate("JSON.parse(localStorage.getItem('kefu.session')).token")
+    token = await page.evaluate("JSON.parse(sessionStorage.getItem('kefu.session')).token")
     async with httpx.AsyncClient(base_url=srv.base_url) as http:
         r = await http.post("/api/logout", headers={"Authorization": f"Bearer {token}"})
         assert r.status_code == 200

@@ -1,14 +1,10 @@
-// The console: sign-in, session, wiring the socket and the API into the store, and the screen.
-import * as api from './api.js';
+// The console page: wires the headless client (client/console.js) to the DOM. Everything about
+// the protocol, the session, the outbox and the timeline is in the client; this file renders what it
+// holds and turns the agent's clicks and keys into calls on it.
+import { ConsoleClient } from './client/console.js';
 import { renderConversationList, renderThread, setTitle, displayName } from './render.js';
-import { KefuSocket, socketUrl } from './socket.js';
-import { Store } from './state.js';
 
-const SESSION_KEY = 'kefu.session';
 const SOUND_KEY = 'kefu.sound';
-const ACK_TIMEOUT_MS = 10_000;
-const HISTORY_PAGE = 30;
-const SYNC_PAGE = 200;
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -24,42 +20,52 @@ const ui = {
   composer: $('composer'), input: $('composer-input'), hint: $('composer-hint'),
 };
 
-const store = new Store();
-let session = null; // {token, agent, expiresAt}
-let expiryTimer = null;
-let hadHello = false;
-let catchUpTimer = null;
+const NOTICE = {
+  revoked: 'Your session has ended. Please sign in again.',
+  expired: 'Your session has expired. Please sign in again.',
+};
 
-const socket = new KefuSocket(socketUrl(), {
-  onHello: handleHello,
-  onFrame: handleFrame,
-  onStatus: showConnection,
-  onUnauthorized: () => endSession('Your session has ended. Please sign in again.'),
-});
-api.setUnauthorizedHandler(() => endSession('Your session has ended. Please sign in again.'));
-
-// ---------------------------------------------------------------- session
-
-function saveSession(s) {
-  session = s;
-  localStorage.setItem(SESSION_KEY, JSON.stringify(s));
-}
-
-function loadSession() {
+/** sessionStorage, or null (memory) where the browser refuses it. */
+function tabStorage() {
   try {
-    const s = JSON.parse(localStorage.getItem(SESSION_KEY) || 'null');
-    if (s && typeof s.token === 'string' && (!s.expiresAt || s.expiresAt > Date.now())) return s;
-  } catch { /* corrupt entry */ }
-  localStorage.removeItem(SESSION_KEY);
-  return null;
+    const s = window.sessionStorage;
+    s.setItem('kefu.probe', '1');
+    s.removeItem('kefu.probe');
+    return s;
+  } catch {
+    return null;
+  }
 }
 
-function clearSession() {
-  session = null;
-  localStorage.removeItem(SESSION_KEY);
-  api.setToken(null);
-  clearTimeout(expiryTimer);
+function legacyStorage() {
+  try { return [window.localStorage]; } catch { return []; }
 }
+
+const client = new ConsoleClient({
+  WebSocket: window.WebSocket,
+  fetch: (...args) => window.fetch(...args),
+  storage: tabStorage(),
+  legacyStorage: legacyStorage(), // older consoles kept the token there: it is removed
+  clock: {
+    now: () => Date.now(),
+    setTimeout: (fn, ms) => window.setTimeout(fn, ms),
+    clearTimeout: (h) => window.clearTimeout(h),
+  },
+  random: Math.random,
+  socketUrl: `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`,
+  isWatching,
+});
+
+client.on('change', (opts) => renderAll(opts));
+client.on('status', showConnection);
+client.on('alert', () => { if (soundOn) beep(); });
+client.on('hint', (text) => showHint(text, true));
+client.on('session-ended', (reason) => {
+  resetConsole();
+  showLogin(NOTICE[reason] || NOTICE.revoked);
+});
+
+// ---------------------------------------------------------------- sign-in and session
 
 function showLogin(notice = '') {
   ui.consoleView.hidden = true;
@@ -72,26 +78,18 @@ function showLogin(notice = '') {
   (ui.loginName.value ? ui.loginPassword : ui.loginName).focus();
 }
 
-/** The token is gone (401, close 4401, expiry): back to sign-in. */
-function endSession(notice) {
-  if (!session) return;
-  socket.stop();
-  clearSession();
-  resetConsole();
-  showLogin(notice);
+function showConsole() {
+  ui.agentName.textContent = client.agent?.name ?? '';
+  ui.loginView.hidden = true;
+  ui.consoleView.hidden = false;
+  renderAll();
 }
 
 async function signOut() {
-  const token = session?.token;
-  socket.stop(); // first, so the server's 4401 close is not taken for an expired session
-  clearSession();
+  const done = client.signOut(); // stops the socket and forgets the session at once
   resetConsole();
   showLogin();
-  if (token) {
-    api.setToken(token);
-    try { await api.logout(); } catch { /* revoked or unreachable: the local session is gone anyway */ }
-    api.setToken(session?.token ?? null);
-  }
+  await done;
 }
 
 ui.loginForm.addEventListener('submit', async (e) => {
@@ -105,10 +103,9 @@ ui.loginForm.addEventListener('submit', async (e) => {
   }
   ui.loginSubmit.disabled = true;
   try {
-    const r = await api.agentLogin(name, password);
-    saveSession({ token: r.token, agent: r.agent, expiresAt: Date.now() + r.expires_in * 1000 });
+    await client.signIn(name, password);
     ui.loginNotice.hidden = true;
-    startConsole();
+    showConsole();
   } catch (err) {
     showLoginError(err.status === 401 ? 'Wrong name or password.'
       : err.status === 0 ? 'The server could not be reached. Check your connection and try again.'
@@ -126,89 +123,40 @@ function showLoginError(text) {
 
 ui.logout.addEventListener('click', signOut);
 
-// ---------------------------------------------------------------- console lifecycle
-
 function resetConsole() {
-  for (const p of store.pending.values()) clearTimeout(p.timer);
-  store.reset();
-  hadHello = false;
-  clearTimeout(catchUpTimer);
   ui.list.replaceChildren();
   ui.messageList.replaceChildren();
   ui.banner.hidden = true;
+  clearInterval(countdown);
   ui.input.value = '';
   showThreadPane();
 }
 
-function startConsole() {
-  api.setToken(session.token);
-  store.agent = session.agent;
-  ui.agentName.textContent = session.agent.name;
-  ui.loginView.hidden = true;
-  ui.consoleView.hidden = false;
-  clearTimeout(expiryTimer);
-  if (session.expiresAt) {
-    // setTimeout overflows past ~24.8 days; agent tokens live hours.
-    const left = Math.min(session.expiresAt - Date.now(), 2 ** 31 - 1);
-    expiryTimer = setTimeout(() => endSession('Your session has expired. Please sign in again.'), left);
-  }
-  renderAll();
-  loadConversations().catch(() => { /* retried when the socket says hello */ });
-  socket.start(session.token);
-}
-
 async function boot() {
   applySound();
-  const saved = loadSession();
-  if (!saved) {
-    showLogin();
-    return;
-  }
-  session = saved;
-  api.setToken(saved.token);
-  try {
-    const who = await api.me();
-    if (who.role !== 'agent') throw new Error('not an agent token');
-    session.agent = who.agent;
-    saveSession(session);
-  } catch (err) {
-    if (err.status === 0) {
-      // The server is unreachable right now: keep the session, the socket will keep trying.
-    } else {
-      clearSession();
-      showLogin(err.status === 401 ? 'Your session has ended. Please sign in again.' : '');
-      return;
-    }
-  }
-  startConsole();
-}
-
-// ---------------------------------------------------------------- conversations
-
-async function loadConversations(before) {
-  const r = await api.conversations(before ?? undefined);
-  store.mergeConversations(r.conversations);
-  if (before === undefined || before === null) {
-    if (!store.listLoaded) store.listNextBefore = r.next_before;
-    store.listLoaded = true;
-  } else {
-    store.listNextBefore = r.next_before;
-  }
-  renderAll();
+  const outcome = await client.resume();
+  if (outcome === 'started') showConsole();
+  else showLogin(outcome === 'ended' ? NOTICE.revoked : '');
 }
 
 ui.listMore.addEventListener('click', () => {
-  if (store.listNextBefore) loadConversations(store.listNextBefore).catch(() => {});
+  if (client.listNextBefore) client.loadConversations(client.listNextBefore).catch(() => {});
 });
 
-// ---------------------------------------------------------------- socket frames
+// ---------------------------------------------------------------- connection banner
+
+let countdown = null;
 
 function showConnection(state, info) {
+  if (state === 'idle') { // signed out or the session ended: the sign-in screen takes over
+    clearInterval(countdown);
+    return;
+  }
   ui.connStatus.dataset.state = state === 'stopped' ? 'offline' : state;
   ui.connStatus.querySelector('.label').textContent =
     { online: 'Online', connecting: 'Connecting...', offline: 'Offline', stopped: 'Disconnected' }[state];
-  clearInterval(showConnection.countdown);
-  if (state === 'online' || (state === 'connecting' && !hadHello)) {
+  clearInterval(countdown);
+  if (state === 'online' || (state === 'connecting' && !info.everOnline)) {
     ui.banner.hidden = true;
     return;
   }
@@ -225,88 +173,13 @@ function showConnection(state, info) {
       ui.bannerText.textContent = `Connection lost. Reconnecting in ${s}s...`;
     };
     tick();
-    showConnection.countdown = setInterval(tick, 500);
+    countdown = setInterval(tick, 500);
     ui.bannerRetry.hidden = false;
   }
 }
 
-ui.bannerRetry.addEventListener('click', () => socket.retryNow());
-window.addEventListener('online', () => socket.retryNow());
-
-async function handleHello(hello) {
-  if (hello.role !== 'agent') return;
-  store.maxMessageBytes = hello.max_message_bytes || store.maxMessageBytes;
-  const reconnect = hadHello;
-  hadHello = true;
-  await catchUp(reconnect);
-  // Replies still waiting for an ack go again with the same cmid: the server dedupes them.
-  for (const p of store.pending.values()) if (p.status === 'sending') transmit(p, false);
-  markOpenRead();
-}
-
-/**
- * Fetch what was missed: the conversation list first if it never loaded (it sets where `sync` starts;
- * without it a sync from 0 would replay every conversation ever), then `sync` after the newest id seen.
- */
-async function catchUp(refreshList) {
-  clearTimeout(catchUpTimer);
-  if (!store.listLoaded) {
-    try {
-      await loadConversations();
-    } catch {
-      catchUpTimer = setTimeout(() => { if (socket.online) catchUp(false); }, 5000);
-      return;
-    }
-  } else if (refreshList) {
-    loadConversations().catch(() => {}); // read marks and unread counts moved meanwhile
-  }
-  socket.send({ cmd: 'sync', after: store.lastSeenId, limit: SYNC_PAGE });
-}
-
-function handleFrame(f) {
-  if (f.cmd === undefined && typeof f.msg === 'string') {
-    onMessage(f);
-  } else if (f.cmd === 'sync') {
-    let bumped = false;
-    for (const m of f.messages || []) {
-      bumped = (store.ingest(m) && !(m.openid === store.openId && isWatching())) || bumped;
-    }
-    if (f.more && f.messages?.length) {
-      socket.send({ cmd: 'sync', after: f.messages[f.messages.length - 1].id, limit: SYNC_PAGE });
-    }
-    afterNewMessages(bumped);
-  } else if (f.cmd === 'ack') {
-    if (store.acked(f)) renderAll({ stick: true });
-  } else if (f.cmd === 'read') {
-    store.applyRead(f.openid, f.by, f.upto);
-    renderAll();
-  } else if (f.cmd === 'error') {
-    onError(f);
-  }
-}
-
-function onMessage(m) {
-  afterNewMessages(store.ingest(m) && !(m.openid === store.openId && isWatching()));
-}
-
-/** `alert`: a user message arrived that the agent is not looking at. */
-function afterNewMessages(alert) {
-  if (alert && soundOn) beep();
-  if (store.openId && isWatching()) markOpenRead();
-  renderAll();
-}
-
-function onError(f) {
-  const p = f.cmid && store.pending.get(f.cmid);
-  if (p) {
-    clearTimeout(p.timer);
-    p.status = 'failed';
-    p.error = f.message || f.code;
-    renderAll();
-    return;
-  }
-  showHint(f.message || f.code, true);
-}
+ui.bannerRetry.addEventListener('click', () => client.retryNow());
+window.addEventListener('online', () => client.retryNow());
 
 // ---------------------------------------------------------------- open conversation
 
@@ -315,21 +188,20 @@ function isWatching() {
 }
 
 async function openConversation(openid) {
-  if (store.openId !== openid) {
-    store.openId = openid;
+  if (client.openId !== openid) {
+    client.select(openid);
     ui.messageList.replaceChildren();
     showThreadPane();
-    const t = store.thread(openid);
     renderAll({ stick: true });
-    if (t.nextBefore === undefined) await loadHistory(openid, true);
+    if (client.thread(openid).nextBefore === undefined) await loadHistory(openid, true);
   }
-  markOpenRead();
+  client.markOpenRead();
   renderAll();
   ui.input.focus();
 }
 
 function showThreadPane() {
-  const c = store.openId && store.conversation(store.openId);
+  const c = client.openId && client.conversations.get(client.openId);
   ui.placeholder.hidden = !!c;
   ui.chat.hidden = !c;
   if (!c) return;
@@ -338,22 +210,9 @@ function showThreadPane() {
 }
 
 async function loadHistory(openid, first = false) {
-  const t = store.thread(openid);
-  if (t.loading || t.nextBefore === null) return;
-  t.loading = true;
-  t.error = null;
-  renderHistoryStatus();
   const box = ui.messages;
-  try {
-    const r = await api.messages(openid, first ? undefined : t.nextBefore, HISTORY_PAGE);
-    for (const m of r.messages) store.ingest(m, { count: false });
-    t.nextBefore = r.next_before;
-  } catch (err) {
-    t.error = err.status === 0 ? 'Could not load history.' : err.message;
-  } finally {
-    t.loading = false;
-  }
-  if (store.openId !== openid) return;
+  if (!await client.loadHistory(openid, { first })) return;
+  if (client.openId !== openid) return;
   if (first) {
     renderAll({ stick: true });
   } else {
@@ -363,94 +222,49 @@ async function loadHistory(openid, first = false) {
     box.scrollTop = oldTop + (box.scrollHeight - oldHeight); // older messages went above: keep the place
   }
   // A short first page may not fill the pane: keep loading until it scrolls or history ends.
+  const t = client.thread(openid);
   if (!t.error && t.nextBefore && box.scrollHeight <= box.clientHeight + 10) loadHistory(openid);
 }
 
 function renderHistoryStatus() {
-  const t = store.openId && store.threads.get(store.openId);
+  const t = client.openId && client.threads.get(client.openId);
   const s = ui.historyStatus;
   s.replaceChildren();
   if (!t) return;
   if (t.loading) s.textContent = 'Loading earlier messages...';
   else if (t.error) {
-    s.textContent = `${t.error} `;
+    s.textContent = `${t.error.status === 0 ? 'Could not load history.' : t.error.message} `;
     const b = document.createElement('button');
     b.className = 'link';
     b.type = 'button';
     b.textContent = 'Try again';
-    b.addEventListener('click', () => loadHistory(store.openId, t.nextBefore === undefined));
+    b.addEventListener('click', () => loadHistory(client.openId, t.nextBefore === undefined));
     s.append(b);
   } else if (t.nextBefore === null) s.textContent = 'Beginning of the conversation';
 }
 
 ui.messages.addEventListener('scroll', () => {
-  if (store.openId && ui.messages.scrollTop < 120) {
-    const t = store.threads.get(store.openId);
-    if (t && t.nextBefore) loadHistory(store.openId);
+  if (client.openId && ui.messages.scrollTop < 120) {
+    const t = client.threads.get(client.openId);
+    if (t && t.nextBefore) loadHistory(client.openId);
   }
 });
 
-/** Mark the open conversation read up to its newest message, when there is something unread. */
-function markOpenRead() {
-  const openid = store.openId;
-  if (!openid || !isWatching()) return;
-  const c = store.conversation(openid);
-  const upto = c.last?.id || 0;
-  if (c.unread === 0 && (c.last?.from !== 'user' || c.agentReadUpto >= upto)) return;
-  store.applyRead(openid, 'agent', upto);
-  c.unread = 0;
-  const frame = upto ? { cmd: 'read', openid, upto } : { cmd: 'read', openid };
-  if (!socket.send(frame)) api.markRead(openid, upto || undefined).catch(() => {});
-  renderAll();
-}
-
 document.addEventListener('visibilitychange', () => {
-  if (isWatching()) markOpenRead();
+  if (isWatching()) client.markOpenRead();
 });
 
 // ---------------------------------------------------------------- composer
 
-function newCmid() {
-  const rnd = crypto.getRandomValues(new Uint32Array(2));
-  return `w${store.agent?.id ?? 0}-${Date.now().toString(36)}-${rnd[0].toString(36)}${rnd[1].toString(36)}`;
-}
-
-function transmit(p, restartTimer = true) {
-  p.status = 'sending';
-  p.error = null;
-  if (restartTimer || !p.timer) {
-    clearTimeout(p.timer);
-    p.timer = setTimeout(() => {
-      if (store.pending.get(p.cmid) === p && p.status === 'sending') {
-        p.status = 'failed';
-        p.error = 'No confirmation from the server.';
-        renderAll();
-      }
-    }, ACK_TIMEOUT_MS);
-  }
-  // Offline: it stays "sending" and goes out when the socket is back (or fails at the timeout).
-  socket.send({ type: 1, openid: p.openid, msg: p.msg, cmid: p.cmid });
-}
-
-function retry(cmid) {
-  const p = store.pending.get(cmid);
-  if (!p) return;
-  transmit(p); // the SAME cmid, so a copy the server did store is not stored twice
-  renderAll({ stick: true });
-}
-
 function sendReply() {
-  const openid = store.openId;
-  const text = ui.input.value.replace(/^\s*\n+|\s+$/g, '');
-  if (!openid || !text.trim()) return;
-  const bytes = new TextEncoder().encode(text).length;
-  if (bytes > store.maxMessageBytes) {
-    showHint(`Message too long (${bytes} bytes, the limit is ${store.maxMessageBytes}).`, true);
+  const r = client.reply(client.openId, ui.input.value);
+  if (r.error === 'too_long') {
+    showHint(`Message too long (${r.bytes} bytes, the limit is ${r.limit}).`, true);
     return;
   }
+  if (!r.ok) return;
   ui.input.value = '';
   showHint('');
-  transmit(store.addPending(openid, newCmid(), text));
   renderAll({ stick: true });
 }
 
@@ -524,6 +338,7 @@ let stickPending = false;
 /** Re-render on the next animation frame (a burst of frames costs one render). */
 function renderAll({ stick = false } = {}) {
   stickPending = stickPending || stick;
+  if (ui.consoleView.hidden) return; // the sign-in screen: nothing of the console to draw
   // Hidden tabs get no animation frames: draw now so the title and the list stay current.
   if (document.visibilityState !== 'visible') {
     renderNow();
@@ -541,18 +356,18 @@ function renderNow() {
 }
 
 function draw(stick) {
-  renderConversationList(ui.list, store, { onOpen: openConversation });
-  const total = store.totalUnread();
+  renderConversationList(ui.list, client, { onOpen: openConversation });
+  const total = client.totalUnread();
   setTitle(total);
   ui.totalUnread.hidden = total === 0;
   ui.totalUnread.textContent = String(total);
-  ui.listEmpty.hidden = store.conversations.size > 0 || !store.listLoaded;
-  ui.listMore.hidden = !store.listNextBefore;
+  ui.listEmpty.hidden = client.conversations.size > 0 || !client.listLoaded;
+  ui.listMore.hidden = !client.listNextBefore;
   showThreadPane();
-  if (store.openId) {
+  if (client.openId) {
     const box = ui.messages;
     const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 60;
-    renderThread(ui.messageList, store, store.openId, { onRetry: retry });
+    renderThread(ui.messageList, client, client.openId, { onRetry: (cmid) => client.retry(cmid) });
     renderHistoryStatus();
     if (stick || atBottom) box.scrollTop = box.scrollHeight;
   }

@@ -1,5 +1,6 @@
-// DOM rendering. User data only ever reaches the page through textContent / attributes set one by
-// one: never innerHTML, so a message like <img src=x onerror=alert(1)> shows as those characters.
+// DOM rendering of what the client (client/console.js, passed in as `store`) holds. User data only
+// ever reaches the page through textContent / attributes set one by one: never innerHTML, so a
+// message like <img src=x onerror=alert(1)> shows as those characters.
 
 const BASE_TITLE = 'kefu';
 const AVATAR_COLORS = ['#1f6feb', '#0f9d58', '#e8710a', '#9334e6', '#d01884', '#12a4af', '#c5221f', '#5f6368'];
@@ -120,6 +121,9 @@ function messageKey(m, store) {
   return `m:${m.id}`;
 }
 
+/** Why a reply failed, for codes the client sets itself (the server's errors carry their own text). */
+const ERROR_TEXT = { no_ack: 'No confirmation from the server.' };
+
 function messageItem() {
   const li = el('li', 'message');
   li.append(el('div', 'meta'), el('div', 'bubble'), el('div', 'status'));
@@ -204,7 +208,7 @@ export function renderThread(ol, store, openid, { onRetry }) {
     meta.textContent = clockTime(p.createdAt);
     if (bubble.textContent !== p.msg) bubble.textContent = p.msg;
     status.hidden = false;
-    fillStatus(status, p.status, p.error, () => onRetry(p.cmid));
+    fillStatus(status, p.status, p.error || ERROR_TEXT[p.errorCode] || p.errorCode, () => onRetry(p.cmid));
   }
   placeChildren(ol, nodes);
 }

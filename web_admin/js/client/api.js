@@ -1,0 +1,75 @@
+// The HTTP API (docs/protocol.md §2). Every call returns parsed JSON or throws ApiError. The fetch
+// function is handed in (the browser's, Node's, or a fake), and so is the base URL ('' in the page).
+
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message || code || `HTTP ${status}`);
+    this.status = status; // 0 when the server could not be reached
+    this.code = code;
+  }
+}
+
+export class Api {
+  /**
+   * @param {object} o
+   * @param {Function} o.fetch            a WHATWG fetch
+   * @param {string} [o.baseUrl]          prefix of every path ('' = same origin)
+   * @param {Function} [o.onUnauthorized] an authenticated call answered 401: the token is dead
+   */
+  constructor({ fetch, baseUrl = '', onUnauthorized = () => {} }) {
+    this.fetch = fetch;
+    this.baseUrl = baseUrl.replace(/\/+$/, '');
+    this.onUnauthorized = onUnauthorized;
+    this.token = null;
+  }
+
+  async request(method, path, { body, query, auth = true, token = this.token } = {}) {
+    let url = this.baseUrl + path;
+    if (query) {
+      const q = new URLSearchParams();
+      for (const [k, v] of Object.entries(query)) if (v !== undefined && v !== null) q.set(k, String(v));
+      const s = q.toString();
+      if (s) url += `?${s}`;
+    }
+    const headers = { Accept: 'application/json' };
+    if (body !== undefined) headers['Content-Type'] = 'application/json';
+    if (auth && token) headers.Authorization = `Bearer ${token}`;
+    const doFetch = this.fetch; // called unbound: a browser's fetch refuses any other `this`
+    let res;
+    try {
+      res = await doFetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), cache: 'no-store' });
+    } catch {
+      throw new ApiError(0, 'network', 'The server could not be reached.');
+    }
+    let data = null;
+    try { data = await res.json(); } catch { /* not JSON */ }
+    if (!res.ok) {
+      const err = new ApiError(res.status, data?.error, data?.message);
+      // Only if the token is still the one in use: a late answer for a token already replaced says nothing.
+      if (res.status === 401 && auth && token && token === this.token) this.onUnauthorized(err);
+      throw err;
+    }
+    return data;
+  }
+
+  agentLogin(name, password) {
+    return this.request('POST', '/api/agent/login', { body: { name, password }, auth: false });
+  }
+
+  me() { return this.request('GET', '/api/me'); }
+
+  /** Revoke `token` (by default the one in use) on the server. */
+  logout(token = this.token) { return this.request('POST', '/api/logout', { token }); }
+
+  conversations(before, limit = 50) {
+    return this.request('GET', '/api/conversations', { query: { before, limit } });
+  }
+
+  messages(openid, before, limit = 30) {
+    return this.request('GET', `/api/conversations/${encodeURIComponent(openid)}/messages`, { query: { before, limit } });
+  }
+
+  markRead(openid, upto) {
+    return this.request('POST', `/api/conversations/${encodeURIComponent(openid)}/read`, { body: upto ? { upto } : {} });
+  }
+}
