@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     push_idle_timeout: float = Field(60.0, gt=0)
     qr_expire_seconds: int = Field(300, ge=1, le=2_592_000)
 
+    # -- abuse limits (docs/security.md) --
+    callback_window: int = Field(300, ge=1, le=86_400)
+    oa_allow_plain: bool = False
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.workers > 1 and not self.redis_url:
