@@ -160,6 +160,11 @@ class Node:
         kick = Envelope("kick", who.role, token_digest=digest(token)).dumps()
         await self.broker.publish((who.channel,), kick)
 
+    async def kick_agent(self, agent_id: int) -> None:
+        """Close every socket of one agent on every node (4401): password changed, disabled, deleted."""
+        kick = Envelope("kick", "agent", token_digest="").dumps()
+        await self.broker.publish((f"agent:{agent_id}",), kick)
+
     async def push(self, channel: str, frame: dict[str, Any]) -> int:
         """A backend push (docs/protocol.md §8): how many nodes hold a socket on `channel`."""
         (nodes,) = await self.broker.publish((channel,), push_envelope(frame).dumps())

@@ -8,7 +8,7 @@ from sanic import Request, json
 from sanic.exceptions import SanicException
 from sanic.response import HTTPResponse
 
-from kefu.errors import KefuError
+from kefu.errors import translate
 
 CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
          405: "method_not_allowed", 413: "too_large", 502: "wechat_error", 503: "unavailable"}
@@ -21,10 +21,10 @@ class ApiError(SanicException):
 
 
 def error_response(request: Request, exc: Exception) -> HTTPResponse:
-    if isinstance(exc, KefuError):
-        headers = ({"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
-                   if exc.retry_after is not None else None)
-        return json(exc.body(), status=exc.status, headers=headers)
+    if not isinstance(exc, SanicException) and (known := translate(exc)) is not None:
+        headers = ({"Retry-After": str(max(1, math.ceil(known.retry_after)))}
+                   if known.retry_after is not None else None)
+        return json(known.body(), status=known.status, headers=headers)
     if isinstance(exc, SanicException):
         status = exc.status_code
         code = getattr(exc, "code", None) or CODES.get(status, "error")
