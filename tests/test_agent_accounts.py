@@ -13,6 +13,7 @@ import pymysql
 import pytest
 
 from tests.support import services
+from tests.support.proxy import CuttableProxy
 from tests.support.server import KefuServer
 from tests.support.wsclient import WsClient
 
@@ -291,3 +292,26 @@ async def test_a_disabled_agents_tokens_stop_even_without_revocation(deployment)
     _disable_behind_kefus_back(deployment, agent_id(srv, "ivan"))
     assert me(srv, token) == 401
     assert await closed_with(ws) == 4401  # the recheck found the token no longer resolves
+
+
+async def test_agent_tokens_keep_working_through_a_mysql_outage(redis_deployment):
+    """Tokens live in Redis: the account check must not turn a MySQL outage into a lock-out."""
+    proxy = CuttableProxy(services.MYSQL_HOST, services.MYSQL_PORT)
+    await proxy.start()
+    d = redis_deployment
+    srv = d.server(start=False)  # migrates through the direct URL
+    srv.env["MYSQL_URL"] = services.mysql_url(d.database, port=proxy.port)
+    await asyncio.to_thread(srv.start)
+    await asyncio.to_thread(srv.create_agent, "outage-agent")
+    token = await asyncio.to_thread(srv.agent_token, "outage-agent")
+    try:
+        await proxy.cut()
+        ws = await WsClient.connect(srv.ws_url, token, ping_interval=None)  # a reconnect, say
+        assert ws.hello["agent"]["name"] == "outage-agent"
+        await ws.send({"cmd": "ping"})
+        assert (await ws.recv())["cmd"] == "pong"
+        r = await asyncio.to_thread(login, srv, "outage-agent")
+        assert r.status_code == 503  # a password cannot be checked without the database
+    finally:
+        await proxy.restore()
+    assert (await asyncio.to_thread(login, srv, "outage-agent")).status_code == 200
