@@ -138,6 +138,21 @@ async def test_parallel_logins_do_not_stall_sockets(deployment):
     assert worst < 0.75, f"a ping waited {worst:.2f} s while {len(rs)} logins took {took:.2f} s"
 
 
+@pytest.mark.parametrize("deployment", ["embedded"], indirect=True)
+async def test_logins_beyond_the_hashing_queue_are_told_to_retry(deployment):
+    srv = deployment.server(KEFU_PASSWORD_HASH_CONCURRENCY="1", KEFU_PASSWORD_HASH_QUEUE="2",
+                            KEFU_LOGIN_FREE_FAILURES_IP="1000")
+    srv.create_agent("jack")
+    async with httpx.AsyncClient(base_url=srv.base_url, timeout=60) as http:
+        rs = await asyncio.gather(*(http.post("/api/agent/login", json={"name": "jack", "password": PW})
+                                    for _ in range(12)))
+    codes = [r.status_code for r in rs]
+    assert set(codes) == {200, 429} and codes.count(200) >= 3
+    busy = next(r for r in rs if r.status_code == 429)
+    assert busy.headers["Retry-After"] == "1" and busy.json()["retry"] is True
+    assert login(srv, "jack").status_code == 200  # nothing was held against jack
+
+
 # -- password changes, disabling, deleting --------------------------------------------------
 
 
@@ -172,6 +187,8 @@ async def test_set_password_revokes_tokens_and_closes_sockets(deployment):
     assert call(srv, "POST", f"/api/admin/agents/{aid}/password", root,
                 {"password": "short"}).status_code == 400
     assert me(srv, root) == 200  # nobody else's tokens were touched
+    log = srv.log_tail(2000)
+    assert not [t for t in (root, old, second) if t in log], "a token reached the log"
 
 
 async def test_disable_enable_delete_by_cli(deployment):
