@@ -88,6 +88,17 @@ async def test_first_seen_dedupes_within_ttl(store):
     assert await s.first_seen("evt:o:1:SCAN", 1) is True
 
 
+async def test_a_callback_nonce_goes_with_one_body(store):
+    s, clock = store
+    assert await s.claim_nonce("1714036504", "42", "body-a", 1) is True
+    assert await s.claim_nonce("1714036504", "42", "body-a", 1) is True  # WeChat re-sending
+    assert await s.claim_nonce("1714036504", "42", "body-b", 1) is False  # a replay
+    assert await s.claim_nonce("1714036504", "43", "body-b", 1) is True
+    assert await s.first_seen("1714036504:42", 1) is True  # nonces and dedupe marks are apart
+    await _elapse(clock, 1.2)
+    assert await s.claim_nonce("1714036504", "42", "body-b", 1) is True
+
+
 async def test_local_store_is_bounded():
     clock = Clock()
     s = LocalQrStore(max_codes=3, max_seen=2, clock=clock)
@@ -100,6 +111,9 @@ async def test_local_store_is_bounded():
     for k in ("k1", "k2", "k3"):
         assert await s.first_seen(k, 100)
     assert len(s._seen) <= 2
+    for n in ("n1", "n2", "n3"):
+        assert await s.claim_nonce("1", n, "d", 100)
+    assert len(s._nonces) <= 2
 
 
 def test_push_targets():

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -10,11 +12,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kefu.wechat import (
     CallbackError,
     CallbackEvent,
+    InvalidSignatureError,
     WeChatClient,
     WeChatCrypto,
     build_event_xml,
@@ -24,15 +30,20 @@ from kefu.wechat import (
     parse_event,
     sha1_signature,
 )
+from kefu.wechat.callback import is_fresh
+from tests.conftest import Deployment
 from tests.fake_wechat import (
     OA_APPID,
     OA_ORIGINAL_ID,
     OA_SECRET,
+    Delivery,
     FakeWeChat,
     adeliver_event,
     averify_url,
     deliver_event,
+    signed_query,
 )
+from tests.support.qrflow import OA_TOKEN, callback_url, new_qr, open_page, real_env
 
 TOKEN = "AAAAA"
 AES_KEY = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR"
@@ -308,3 +319,201 @@ async def test_verify_url_echoes() -> None:
         srv.close()
     assert (ok.status, ok.body) == (200, "echo-123")
     assert bad.status == 403
+
+
+# -- kefu's own callback: freshness, replay, safe mode (a real server, both backends) ----------
+
+
+def _refusal(delivery: Delivery) -> tuple[int | None, str | None]:
+    """Status and `error` code of a delivery's only attempt."""
+    (attempt,) = delivery.attempts
+    code = json.loads(attempt.body).get("error") if attempt.status != 200 else None
+    return attempt.status, code
+
+
+async def test_stale_and_future_timestamps_are_refused(deployment, fw: FakeWeChat) -> None:
+    srv = deployment.server(**real_env(fw, KEFU_CALLBACK_WINDOW="120"))
+    url, now = callback_url(srv), int(time.time())
+    qr = new_qr(srv)
+    page = await open_page(srv, qr)
+    scan = fw.scan_xml(qr["ticket"], "oa_victim", subscribe=False)
+    for ts in (now - 3600 * 24, now - 200, now + 200):  # a day-old logged query, skew both ways
+        d = await adeliver_event(url, OA_TOKEN, scan, timestamp=str(ts), attempts=1)
+        assert _refusal(d) == (403, "stale_timestamp")
+    for ts in ("-5", "1e9", f" {now}", "１７１４０３６５０４", "9" * 40):  # not Unix seconds
+        signed = {"timestamp": ts, "nonce": "1", "signature": sha1_signature(OA_TOKEN, ts, "1")}
+        r = httpx.post(url, params=signed, content=scan)
+        assert (r.status_code, r.json()["error"]) == (403, "stale_timestamp"), ts
+    no_ts = {"nonce": "1", "signature": sha1_signature(OA_TOKEN, "", "1")}  # Sanic drops blank args
+    assert httpx.post(url, params=no_ts | {"timestamp": ""}, content=scan).status_code == 403
+    assert await page.nothing_for(0.5) == []
+    # The URL check obeys the same window; inside it (either way) all is well.
+    for ts, status in ((now - 100, 200), (now + 100, 200), (now - 1000, 403)):
+        q = signed_query(OA_TOKEN, timestamp=str(ts)) | {"echostr": "e1"}
+        assert httpx.get(url, params=q).status_code == status
+    d = await adeliver_event(url, OA_TOKEN, scan, timestamp=str(now - 100), attempts=1)
+    assert d.accepted
+    assert (await page.recv())["uid"] == qr["uid"]
+
+
+async def test_a_replayed_query_with_another_body_is_refused(deployment, fw: FakeWeChat) -> None:
+    srv = deployment.server(**real_env(fw))
+    url = callback_url(srv)
+    qr = new_qr(srv)
+    page = await open_page(srv, qr)
+    # WeChat pushes a harmless follow; its signed query ends up in some log.
+    ts, nonce = str(int(time.time())), "2718281828"
+    follow = build_event_xml(to_user=OA_ORIGINAL_ID, from_user="oa_someone", event="subscribe")
+    assert (await adeliver_event(url, OA_TOKEN, follow, timestamp=ts, nonce=nonce, attempts=1)).accepted
+    # Reusing that query for a forged scan of the victim's code does nothing.
+    forged = fw.scan_xml(qr["ticket"], "oa_attacker", subscribe=False)
+    d = await adeliver_event(url, OA_TOKEN, forged, timestamp=ts, nonce=nonce, attempts=1)
+    assert _refusal(d) == (403, "replayed_nonce")
+    r = httpx.get(url, params=signed_query(OA_TOKEN, timestamp=ts, nonce=nonce) | {"echostr": "x"})
+    assert r.status_code == 403 and r.json()["error"] == "replayed_nonce"
+    assert await page.nothing_for(0.5) == []
+    # WeChat re-sending the very same request is not a replay: answered, and ignored as a duplicate.
+    again = await adeliver_event(url, OA_TOKEN, follow, timestamp=ts, nonce=nonce, attempts=1)
+    assert again.accepted and again.attempts[0].body == "success"
+    # The genuine scan, with its own nonce, still logs in.
+    genuine = fw.scan_xml(qr["ticket"], "oa_owner", subscribe=False)
+    assert (await adeliver_event(url, OA_TOKEN, genuine, attempts=1)).accepted
+    pushed = await page.recv()
+    assert httpx.get(srv.base_url + "/api/me", headers={"Authorization": f"Bearer {pushed['token']}"}
+                     ).json()["openid"] == "oa_owner"
+
+
+async def test_nonces_are_shared_by_every_node(redis_deployment, fw: FakeWeChat) -> None:
+    a = redis_deployment.server(**real_env(fw))
+    b = redis_deployment.server(**real_env(fw))
+    ts, nonce = str(int(time.time())), "1414213562"
+    follow = build_event_xml(to_user=OA_ORIGINAL_ID, from_user="oa_someone", event="subscribe")
+    assert (await adeliver_event(callback_url(a), OA_TOKEN, follow, timestamp=ts, nonce=nonce,
+                                 attempts=1)).accepted
+    qr = new_qr(b)
+    page = await open_page(b, qr)
+    forged = fw.scan_xml(qr["ticket"], "oa_attacker", subscribe=False)
+    d = await adeliver_event(callback_url(b), OA_TOKEN, forged, timestamp=ts, nonce=nonce, attempts=1)
+    assert _refusal(d) == (403, "replayed_nonce")
+    assert await page.nothing_for(0.5) == []
+
+
+async def test_with_an_aes_key_only_encrypted_callbacks_count(deployment, fw: FakeWeChat) -> None:
+    srv = deployment.server(**real_env(fw, KEFU_OA_AES_KEY=AES_KEY))
+    url = callback_url(srv)
+    crypto = WeChatCrypto(OA_TOKEN, AES_KEY, OA_APPID)
+    qr = new_qr(srv)
+    page = await open_page(srv, qr)
+    plain = fw.scan_xml(qr["ticket"], "oa_attacker", subscribe=False)
+    assert _refusal(await adeliver_event(url, OA_TOKEN, plain, attempts=1)) == (403, "encryption_required")
+    # Safe-mode query, plain body: msg_signature covers nothing, so it cannot pass either.
+    d = await adeliver_event(url, OA_TOKEN, plain, attempts=1,
+                             extra_query={"encrypt_type": "aes", "msg_signature": "0" * 40})
+    assert _refusal(d)[0] in (400, 403)
+    assert await page.nothing_for(0.5) == []
+    # The URL check (GET) stays plain, as in WeChat's safe mode.
+    assert (await averify_url(url, OA_TOKEN, "echo-aes")).body == "echo-aes"
+    real = fw.scan_xml(qr["ticket"], "oa_owner", subscribe=False)
+    assert (await adeliver_event(url, OA_TOKEN, real, crypto=crypto, attempts=1)).accepted
+    assert (await page.recv())["uid"] == qr["uid"]
+
+    # The documented compatibility switch lets plain bodies in again (freshness and nonces still hold).
+    srv.stop()
+    compat = deployment.server(**real_env(fw, KEFU_OA_AES_KEY=AES_KEY, KEFU_OA_ALLOW_PLAIN="true"))
+    qr2 = new_qr(compat)
+    page2 = await open_page(compat, qr2)
+    plain2 = fw.scan_xml(qr2["ticket"], "oa_plain", subscribe=False)
+    assert (await adeliver_event(callback_url(compat), OA_TOKEN, plain2, attempts=1)).accepted
+    assert (await page2.recv())["uid"] == qr2["uid"]
+
+
+# -- property-based fuzzing of the callback parser ---------------------------------------------
+
+# Text XML can carry (no control characters, surrogates or U+FFFE/U+FFFF; CR is normalised away).
+_xml_text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc"),
+                                  exclude_characters="\ufffe\uffff"), max_size=80)
+
+
+@given(st.one_of(st.binary(max_size=4096), st.text(max_size=2048)))
+@settings(max_examples=400, deadline=None)
+def test_fuzz_parse_event_raises_only_callback_error(body: bytes | str) -> None:
+    try:
+        ev = parse_event(body)
+    except CallbackError:
+        return
+    assert isinstance(ev, CallbackEvent) and ev.to_user and ev.from_user and ev.msg_type
+
+
+@given(to_user=_xml_text, from_user=_xml_text, scene=_xml_text, ticket=_xml_text,
+       subscribe=st.booleans(), create_time=st.integers(0, 2**40))
+@settings(max_examples=300, deadline=None)
+def test_fuzz_scan_xml_round_trips(to_user: str, from_user: str, scene: str, ticket: str,
+                                   subscribe: bool, create_time: int) -> None:
+    """Whatever strings WeChat puts in a scan, the parser reads back what was sent (trimmed)."""
+    xml = build_scan_xml(to_user=to_user, from_user=from_user, scene=scene, ticket=ticket,
+                         subscribe=subscribe, create_time=create_time)
+    if not (to_user.strip() and from_user.strip()):
+        with pytest.raises(CallbackError):
+            parse_event(xml)
+        return
+    ev = parse_event(xml)
+    assert (ev.to_user, ev.from_user, ev.create_time) == (to_user.strip(), from_user.strip(), create_time)
+    assert (ev.event, ev.ticket) == ("subscribe" if subscribe else "SCAN", ticket.strip() or None)
+    assert ev.scene == ((scene.rstrip() if subscribe else scene.strip()) or None)
+
+
+@given(st.one_of(st.binary(max_size=2048), st.text(max_size=1024)))
+@settings(max_examples=300, deadline=None)
+def test_fuzz_safe_mode_bodies_raise_only_callback_error(body: bytes | str) -> None:
+    crypto = WeChatCrypto(TOKEN, AES_KEY, OA_APPID)
+    with contextlib.suppress(CallbackError):
+        crypto.decrypt_message(body, "0" * 40, "1714036504", "1")
+
+
+@given(st.binary(max_size=512))
+@settings(max_examples=200, deadline=None)
+def test_fuzz_encrypted_round_trip_and_tamper(message: bytes) -> None:
+    crypto = WeChatCrypto(TOKEN, AES_KEY, OA_APPID)
+    encrypted = crypto.encrypt(message)
+    body = f"<xml><Encrypt><![CDATA[{encrypted}]]></Encrypt></xml>"
+    sig = crypto.signature("1714036504", "7", encrypted)
+    assert crypto.decrypt_message(body, sig, "1714036504", "7") == message
+    with pytest.raises(InvalidSignatureError):
+        crypto.decrypt_message(body, sig, "1714036505", "7")
+
+
+@given(st.text(max_size=40), st.text(max_size=40), st.text(max_size=40), st.text(max_size=20))
+@settings(max_examples=300, deadline=None)
+def test_fuzz_signature_and_freshness_checks_never_raise(sig: str, ts: str, nonce: str, token: str) -> None:
+    ok = check_signature(token or TOKEN, sig, ts, nonce)
+    assert ok == (sig == sha1_signature(token or TOKEN, ts, nonce))
+    fresh = is_fresh(ts, time.time(), 300)
+    assert fresh is False or (ts.isascii() and ts.isdigit())
+
+
+def test_fuzz_callback_through_a_real_server(tmp_path, fw: FakeWeChat) -> None:
+    """Signed, fresh requests with arbitrary bodies and query extras: a 200 or a 4xx, never a 500,
+    and the server keeps serving."""
+    d = Deployment("embedded", tmp_path, "fuzz-callback")
+    try:
+        srv = d.server(**real_env(fw))
+        url = callback_url(srv)
+        with httpx.Client(timeout=10) as http:
+
+            @given(body=st.one_of(st.binary(max_size=1500), st.builds(
+                       lambda ev, key, t: build_event_xml(to_user=OA_ORIGINAL_ID, from_user="oa_f",
+                                                          event=ev, event_key=key, ticket=t),
+                       st.sampled_from(["subscribe", "SCAN", "unsubscribe", "CLICK"]),
+                       st.one_of(st.none(), _xml_text), st.one_of(st.none(), _xml_text))),
+                   extra=st.dictionaries(st.sampled_from(["encrypt_type", "msg_signature", "openid"]),
+                                         st.text(max_size=30), max_size=2))
+            @settings(max_examples=60, deadline=None)
+            def probe(body: bytes, extra: dict[str, str]) -> None:
+                r = http.post(url, params=signed_query(OA_TOKEN) | extra, content=body)
+                assert r.status_code in (200, 400, 403), (r.status_code, r.text)
+
+            probe()
+            assert http.get(srv.base_url + "/healthz").status_code == 200
+        assert "Traceback" not in srv.log_tail(400)
+    finally:
+        d.close()

@@ -12,6 +12,7 @@ from sanic.response import HTTPResponse, raw
 
 from kefu import engines, migrate
 from kefu.config import Settings
+from kefu.http.admin import admin_api
 from kefu.http.api import api
 from kefu.http.errors import error_response
 from kefu.paths import bundled
@@ -30,10 +31,15 @@ def create_app(settings: Settings | None = None) -> Sanic:
     app.config.ACCESS_LOG = False  # query strings carry tokens
     app.config.GRACEFUL_SHUTDOWN_TIMEOUT = 10.0
     app.config.WEBSOCKET_PING_INTERVAL = None  # kefu's heartbeat decides liveness (ws/transport.py)
+    # Client addresses (login throttling): forwarded headers count only as configured (security.md).
+    app.config.PROXIES_COUNT = settings.proxies_count or None
+    app.config.REAL_IP_HEADER = settings.real_ip_header or None
+    app.config.FORWARDED_SECRET = settings.forwarded_secret or None
     app.ctx.settings = settings
     app.ctx.log = log
 
     app.blueprint(api)
+    app.blueprint(admin_api)
     app.add_websocket_route(chat_socket, "/ws")
     app.error_handler.add(Exception, error_response)
 

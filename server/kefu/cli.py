@@ -1,4 +1,5 @@
-"""`kefu serve | migrate | create-agent | set-password | agents`."""
+"""`kefu serve | migrate | create-agent | set-password | agents | disable-agent | enable-agent |
+delete-agent`."""
 
 from __future__ import annotations
 
@@ -54,19 +55,42 @@ def migrate_cmd(_: argparse.Namespace) -> None:
     print("schema is up to date")
 
 
-async def _with_accounts(fn):  # type: ignore[no-untyped-def]
+# ---- agent accounts: create-agent, set-password, agents, disable-agent, enable-agent, delete-agent ----
+# Each change goes through AgentAdmin, like the admin HTTP API: the account changes, the agent's
+# tokens are revoked, and with Redis its live sockets on every node are closed at once (embedded:
+# the running server closes them within KEFU_AGENT_RECHECK_INTERVAL).
+
+
+async def _with_agent_admin(fn):  # type: ignore[no-untyped-def]
+    from redis.asyncio import Redis
+
     from kefu import migrate
+    from kefu.agents import AgentAdmin
+    from kefu.broker.redis import RedisBroker
+    from kefu.core.routing import Envelope
     from kefu.store.accounts import AccountStore
     from kefu.store.engine import make_engine
+    from kefu.store.tokens import RedisTokenStore, SqlTokenStore, TokenStore
 
     settings = _settings()
     if not settings.mysql_url:
         migrate.upgrade(settings)
     engine = make_engine(settings.database_url)
+    redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+    tokens: TokenStore = (RedisTokenStore(redis, settings.redis_prefix) if redis is not None
+                          else SqlTokenStore(engine))
+
+    async def kick(agent_id: int) -> None:
+        if redis is not None:  # the same kick Node.kick_agent publishes
+            await RedisBroker(redis, settings.redis_prefix).publish(
+                (f"agent:{agent_id}",), Envelope("kick", "agent", token_digest="").dumps())
+
     try:
-        return await fn(AccountStore(engine))
+        return await fn(AgentAdmin(AccountStore(engine), tokens, kick))
     finally:
         await engine.dispose()
+        if redis is not None:
+            await redis.aclose()
 
 
 def _password(args: argparse.Namespace) -> str:
@@ -78,27 +102,80 @@ def _password(args: argparse.Namespace) -> str:
     return pw
 
 
-def create_agent(args: argparse.Namespace) -> None:
-    from kefu.store.accounts import AgentExists
+def _admin_run(fn):  # type: ignore[no-untyped-def]
+    """`fn(admin)`'s result; a refusal (no such agent, name taken, bad password) ends the CLI."""
+    from kefu.errors import KefuError
 
-    pw = _password(args)
     try:
-        agent_id = asyncio.run(_with_accounts(lambda a: a.create_agent(args.name, pw)))
-    except AgentExists:
-        sys.exit(f"kefu: agent {args.name!r} exists (use set-password)")
-    print(f"created agent {args.name} (id {agent_id})")
+        return asyncio.run(_with_agent_admin(fn))
+    except KefuError as e:
+        sys.exit(f"kefu: {e.message}")
+
+
+def _change_agent(name: str, change) -> None:  # type: ignore[no-untyped-def]
+    """Run `change(admin, agent_id)` on the agent called `name`."""
+    async def run(admin):  # type: ignore[no-untyped-def]
+        return await change(admin, (await admin.named(name)).id)
+
+    _admin_run(run)
+
+
+def create_agent(args: argparse.Namespace) -> None:
+    pw = _password(args)
+    a = _admin_run(lambda admin: admin.create(args.name, pw, admin=args.admin))
+    print(f"created agent {a.name} (id {a.id}){' as admin' if a.is_admin else ''}")
 
 
 def set_password(args: argparse.Namespace) -> None:
     pw = _password(args)
-    if not asyncio.run(_with_accounts(lambda a: a.set_password(args.name, pw))):
-        sys.exit(f"kefu: no agent named {args.name!r}")
-    print(f"password of {args.name} changed")
+    _change_agent(args.name, lambda admin, agent_id: admin.set_password(agent_id, pw))
+    print(f"password of {args.name} changed; its tokens are revoked and its sockets closed")
 
 
 def list_agents(_: argparse.Namespace) -> None:
-    for a in asyncio.run(_with_accounts(lambda a: a.list_agents())):
-        print(f"{a['id']}\t{a['name']}")
+    async def all_agents(admin):  # type: ignore[no-untyped-def]
+        return await admin.accounts.list_agents()
+
+    for a in _admin_run(all_agents):
+        flags = ",".join(f for f, on in (("admin", a.is_admin), ("disabled", a.disabled)) if on)
+        print(f"{a.id}\t{a.name}" + (f"\t{flags}" if flags else ""))
+
+
+def disable_agent(args: argparse.Namespace) -> None:
+    _change_agent(args.name, lambda admin, agent_id: admin.set_disabled(agent_id, True))
+    print(f"agent {args.name} disabled; its tokens are revoked and its sockets closed")
+
+
+def enable_agent(args: argparse.Namespace) -> None:
+    _change_agent(args.name, lambda admin, agent_id: admin.set_disabled(agent_id, False))
+    print(f"agent {args.name} enabled")
+
+
+def delete_agent(args: argparse.Namespace) -> None:
+    _change_agent(args.name, lambda admin, agent_id: admin.delete(agent_id))
+    print(f"agent {args.name} deleted; its tokens are revoked and its sockets closed")
+
+
+def _add_agent_commands(sub: argparse._SubParsersAction) -> None:
+    c = sub.add_parser("create-agent", help="add an agent account")
+    c.add_argument("name")
+    c.add_argument("--password", help="or KEFU_AGENT_PASSWORD, or prompted")
+    c.add_argument("--admin", action="store_true", help="may manage agent accounts (/api/admin)")
+    c.set_defaults(fn=create_agent)
+    c = sub.add_parser("set-password", help="change an agent's password (revokes its tokens)")
+    c.add_argument("name")
+    c.add_argument("--password", help="or KEFU_AGENT_PASSWORD, or prompted")
+    c.set_defaults(fn=set_password)
+    sub.add_parser("agents", help="list agent accounts").set_defaults(fn=list_agents)
+    for name, fn, helptext in (
+            ("disable-agent", disable_agent, "refuse its logins, revoke its tokens, close its sockets"),
+            ("enable-agent", enable_agent, "let a disabled agent log in again"),
+            ("delete-agent", delete_agent, "delete an agent account (its messages stay)")):
+        c = sub.add_parser(name, help=helptext)
+        c.add_argument("name")
+        c.set_defaults(fn=fn)
+
+# ---- end of agent accounts ----
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -111,13 +188,7 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--port", type=int)
     s.set_defaults(fn=serve)
     sub.add_parser("migrate", help="create or upgrade the database schema").set_defaults(fn=migrate_cmd)
-    for name, fn, helptext in (("create-agent", create_agent, "add an agent account"),
-                               ("set-password", set_password, "change an agent's password")):
-        c = sub.add_parser(name, help=helptext)
-        c.add_argument("name")
-        c.add_argument("--password", help="or KEFU_AGENT_PASSWORD, or prompted")
-        c.set_defaults(fn=fn)
-    sub.add_parser("agents", help="list agent accounts").set_defaults(fn=list_agents)
+    _add_agent_commands(sub)
     args = p.parse_args(argv)
     args.fn(args)
 

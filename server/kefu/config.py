@@ -62,6 +62,21 @@ class Settings(BaseSettings):
     push_idle_timeout: float = Field(60.0, gt=0)
     qr_expire_seconds: int = Field(300, ge=1, le=2_592_000)
 
+    # -- abuse limits (docs/security.md) --
+    callback_window: int = Field(300, ge=1, le=86_400)
+    oa_allow_plain: bool = False
+    login_free_failures: int = Field(5, ge=1)
+    login_free_failures_ip: int = Field(20, ge=1)
+    login_window: int = Field(900, ge=1)
+    login_delay: float = Field(1.0, gt=0)
+    login_delay_max: float = Field(300.0, gt=0)
+    password_hash_concurrency: int = Field(2, ge=1, le=64)
+    password_hash_queue: int = Field(64, ge=0)
+    agent_recheck_interval: float = Field(30.0, gt=0)
+    proxies_count: int = Field(0, ge=0)
+    real_ip_header: str = ""
+    forwarded_secret: str = ""
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.workers > 1 and not self.redis_url:
@@ -78,6 +93,8 @@ class Settings(BaseSettings):
                 f"KEFU_PUSH_HOST={self.push_host} is not a loopback address: the push port has no "
                 "other authentication, so set KEFU_PUSH_SECRET (every line must then carry it)"
             )
+        if self.login_delay_max < self.login_delay:
+            raise ValueError("KEFU_LOGIN_DELAY_MAX must be at least KEFU_LOGIN_DELAY")
         if self.oa_aes_key and len(self.oa_aes_key) != 43:
             raise ValueError("KEFU_OA_AES_KEY (the EncodingAESKey) must be 43 characters")
         return self

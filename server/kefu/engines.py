@@ -15,10 +15,10 @@ from kefu.core.session import Limits
 from kefu.journal.embedded import EmbeddedJournal
 from kefu.journal.redis import RedisJournal
 from kefu.node import Node
-from kefu.store.accounts import AccountStore
+from kefu.store.accounts import AccountStore, PasswordHashing
 from kefu.store.engine import make_engine
 from kefu.store.messages import MessageStore
-from kefu.store.tokens import RedisTokenStore, SqlTokenStore
+from kefu.store.tokens import AgentCheckedTokens, RedisTokenStore, SqlTokenStore
 
 
 @dataclass
@@ -42,7 +42,7 @@ def limits_of(s: Settings) -> Limits:
 def build(s: Settings) -> Engines:
     db = make_engine(s.database_url)
     messages = MessageStore(db)
-    accounts = AccountStore(db)
+    accounts = AccountStore(db, PasswordHashing(s.password_hash_concurrency, s.password_hash_queue))
     if s.redis_url:
         # A blocking pool queues a burst for a free connection instead of failing it outright.
         redis = Redis(connection_pool=BlockingConnectionPool.from_url(
@@ -52,12 +52,14 @@ def build(s: Settings) -> Engines:
             broker=RedisBroker(redis, s.redis_prefix),
             journal=RedisJournal(redis, s.redis_prefix, messages, s.writer_batch, s.writer_retry_max,
                                  s.writer_claim_idle_ms, s.dedupe_ttl),
-            messages=messages, accounts=accounts, tokens=RedisTokenStore(redis, s.redis_prefix),
+            messages=messages, accounts=accounts,
+            tokens=AgentCheckedTokens(RedisTokenStore(redis, s.redis_prefix), accounts),
             limits=limits_of(s))
         return Engines(node, db, redis)
     broker = LocalBroker()
     node = Node(
         broker=broker,
         journal=EmbeddedJournal(messages, broker, s.writer_batch, s.writer_retry_max, s.dedupe_ttl),
-        messages=messages, accounts=accounts, tokens=SqlTokenStore(db), limits=limits_of(s))
+        messages=messages, accounts=accounts, tokens=AgentCheckedTokens(SqlTokenStore(db), accounts),
+        limits=limits_of(s))
     return Engines(node, db, None)

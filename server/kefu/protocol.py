@@ -55,6 +55,7 @@ class Identity:
     agent_id: int | None = None
     agent_name: str | None = None
     expires_at: int | None = field(default=None, compare=False)  # of the token it came from
+    admin: bool = False  # an agent that may use the admin API (docs/protocol.md §9)
 
     @property
     def sender(self) -> str:

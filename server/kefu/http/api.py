@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from typing import Any
 
 from sanic import Blueprint, Request, json
 from sanic.response import HTTPResponse
 
 from kefu.auth import request_token
-from kefu.errors import BadRequest, Forbidden, Unauthorized, Unavailable, UpstreamRefused
+from kefu.errors import BadRequest, Forbidden, RateLimited, Unauthorized, Unavailable, UpstreamRefused
 from kefu.http.body import int_arg, json_body, str_field
 from kefu.node import Node
 from kefu.protocol import Identity, is_id, is_openid
+from kefu.store.login_throttle import LoginThrottle, ThrottlePolicy, make_login_throttle
 from kefu.wechat.errors import WeChatError, WeChatUnavailable
 
 log = logging.getLogger(__name__)
@@ -21,6 +24,10 @@ api = Blueprint("api", url_prefix="/api")
 def _node(request: Request) -> Node:
     node: Node = request.app.ctx.node
     return node
+
+
+class AgentDisabled(Forbidden):
+    code = "agent_disabled"
 
 
 async def _who(request: Request) -> tuple[str, Identity]:
@@ -56,17 +63,56 @@ async def user_login(request: Request) -> HTTPResponse:
     return json({"token": token, "openid": session.openid, "expires_in": ttl})
 
 
+def login_throttle(request: Request) -> LoginThrottle:
+    """This process's login throttle, made on first use (the engines exist by then)."""
+    ctx = request.app.ctx
+    if getattr(ctx, "login_throttle", None) is None:
+        s = ctx.settings
+        policy = ThrottlePolicy(free_per_name=s.login_free_failures, free_per_ip=s.login_free_failures_ip,
+                                window=s.login_window, delay=s.login_delay, delay_max=s.login_delay_max)
+        ctx.login_throttle = make_login_throttle(ctx.engines.redis, s.redis_prefix, policy)
+    return ctx.login_throttle
+
+
 @api.post("/agent/login")
 async def agent_login(request: Request) -> HTTPResponse:
+    """Throttled per client IP and per name (docs/security.md); the password is checked in a
+    worker thread. 401 for a wrong name or password alike; 403 only with the right password."""
     body = json_body(request)
     name, password = str_field(body, "name", 64), str_field(body, "password", 1024)
     node = _node(request)
-    who = await node.accounts.authenticate(name, password)
-    if who is None:
+    throttle, ip = login_throttle(request), request.client_ip
+    try:
+        wait = await throttle.attempt(ip, name)
+    except Exception as e:
+        raise Unavailable("the login throttle is unavailable, retry later") from e
+    if wait > 0:
+        log.debug("agent login throttled (name %r, ip %s): retry in %.1f s", name, ip, wait)
+        raise RateLimited("too many failed logins; wait before trying again", retry_after=wait)
+    try:
+        account = await node.accounts.authenticate(name, password)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await throttle.refund(ip, name)
+        raise
+    if account is None:
+        log.info("agent login failed (name %r, ip %s)", name, ip)
         raise Unauthorized("wrong name or password")
+    if account.disabled:  # the right password, so say why; it is not counted as a failure
+        await throttle.refund(ip, name)
+        raise AgentDisabled("this agent account is disabled")
+    await throttle.succeeded(ip, name)
     ttl = request.app.ctx.settings.agent_token_ttl
+    who = account.identity
     token = await node.tokens.issue(who, ttl)
-    return json({"token": token, "agent": {"id": who.agent_id, "name": who.agent_name}, "expires_in": ttl})
+    if not await node.accounts.still_valid(account):  # raced a password change or a disable
+        await node.tokens.revoke(token)
+        raise Unauthorized("wrong name or password")
+    return json({"token": token, "agent": _agent_json(who), "expires_in": ttl})
+
+
+def _agent_json(who: Identity) -> dict[str, Any]:
+    return {"id": who.agent_id, "name": who.agent_name, "admin": who.admin}
 
 
 @api.post("/logout")
@@ -80,7 +126,7 @@ async def logout(request: Request) -> HTTPResponse:
 async def me(request: Request) -> HTTPResponse:
     _, who = await _who(request)
     if who.role == "agent":
-        return json({"role": "agent", "agent": {"id": who.agent_id, "name": who.agent_name}})
+        return json({"role": "agent", "agent": _agent_json(who)})
     assert who.openid is not None
     state = await _node(request).read_state(who.openid)
     return json({"role": "user", "openid": who.openid, **state})

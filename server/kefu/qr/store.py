@@ -3,8 +3,9 @@
 A uid's record moves `reserved` (uid taken, QR being created) → `live` (ticket known: pages may
 bind, a scan may log in) → `used` (a scan logged someone in; a second scan does nothing). The record
 expires with the QR code. With Redis every process shares the records (keys `<prefix>qr:<uid>`,
-hashes with PEXPIRE) and the dedupe marks (`<prefix>cbseen:<key>`, SET NX EX); the embedded engine
-keeps both in memory, bounded.
+hashes with PEXPIRE), the dedupe marks (`<prefix>cbseen:<key>`, SET NX EX) and the callback nonce
+marks (`<prefix>cbnonce:<timestamp>:<nonce>` → body digest, SET NX EX); the embedded engine keeps
+all three in memory, bounded.
 """
 
 from __future__ import annotations
@@ -57,6 +58,39 @@ class QrStore(Protocol):
         """True the first time `key` is seen within `ttl` seconds (callback dedupe)."""
         ...
 
+    async def claim_nonce(self, timestamp: str, nonce: str, body_digest: str, ttl: int) -> bool:
+        """Record that a signed callback query (timestamp + nonce) was used for this body. False
+        when it was used within `ttl` seconds for another body: a replay. The same body again is
+        WeChat re-sending it, which the event dedupe handles, so that is True."""
+        ...
+
+
+class _Marks:
+    """Keys remembered for a fixed time, oldest first, at most `limit` of them (the oldest go
+    first when full). Insertion order is expiry order because each user passes one ttl."""
+
+    def __init__(self, limit: int, clock: Callable[[], float]) -> None:
+        self._limit = limit
+        self._clock = clock
+        self._marks: OrderedDict[str, tuple[str, float]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._marks)
+
+    def add(self, key: str, value: str, ttl: float) -> str | None:
+        """Remember `key` → `value` unless it is remembered; returns the value it already had."""
+        now = self._clock()
+        while self._marks:
+            oldest, (_, deadline) = next(iter(self._marks.items()))
+            if deadline > now and len(self._marks) < self._limit:
+                break
+            del self._marks[oldest]
+        held = self._marks.get(key)
+        if held is not None:
+            return held[0]
+        self._marks[key] = (value, now + ttl)
+        return None
+
 
 class LocalQrStore:
     """In-process store for the embedded default. Expiry is lazy (a heap of deadlines); the number
@@ -66,10 +100,10 @@ class LocalQrStore:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._max_codes = max_codes
-        self._max_seen = max_seen
         self._codes: dict[str, tuple[QrRecord, float]] = {}
         self._deadlines: list[tuple[float, str]] = []
-        self._seen: OrderedDict[str, float] = OrderedDict()
+        self._seen = _Marks(max_seen, clock)
+        self._nonces = _Marks(max_seen, clock)
 
     def _expire(self) -> None:
         now = self._clock()
@@ -119,16 +153,11 @@ class LocalQrStore:
         await self._swap(uid, ticket, "used", "live")
 
     async def first_seen(self, key: str, ttl: int) -> bool:
-        now = self._clock()
-        while self._seen:
-            oldest, deadline = next(iter(self._seen.items()))
-            if deadline > now and len(self._seen) < self._max_seen:
-                break
-            del self._seen[oldest]
-        if key in self._seen:
-            return False
-        self._seen[key] = now + ttl
-        return True
+        return self._seen.add(key, "", ttl) is None
+
+    async def claim_nonce(self, timestamp: str, nonce: str, body_digest: str, ttl: int) -> bool:
+        held = self._nonces.add(f"{timestamp}:{nonce}", body_digest, ttl)
+        return held is None or held == body_digest
 
 
 _RESERVE = """
@@ -146,6 +175,13 @@ if v[1] == ARGV[2] and v[2] == ARGV[1] then
 end
 return false
 """
+# ARGV: body digest, ttl seconds. Returns the digest already recorded, or nil after recording ours.
+_NONCE = """
+local held = redis.call('GET', KEYS[1])
+if held then return held end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return false
+"""
 
 
 class RedisQrStore:
@@ -154,6 +190,7 @@ class RedisQrStore:
         self.prefix = prefix
         self._reserve = redis.register_script(_RESERVE)
         self._swap = redis.register_script(_SWAP)
+        self._nonce = redis.register_script(_NONCE)
 
     def _key(self, uid: str) -> str:
         return f"{self.prefix}qr:{uid}"
@@ -190,6 +227,13 @@ class RedisQrStore:
 
     async def first_seen(self, key: str, ttl: int) -> bool:
         return bool(await self.redis.set(f"{self.prefix}cbseen:{key}", 1, nx=True, ex=ttl))
+
+    async def claim_nonce(self, timestamp: str, nonce: str, body_digest: str, ttl: int) -> bool:
+        held = await self._nonce(keys=[f"{self.prefix}cbnonce:{timestamp}:{nonce}"],
+                                 args=[body_digest, max(1, ttl)])
+        if held is None:
+            return True
+        return (held.decode() if isinstance(held, bytes) else held) == body_digest
 
 
 def make_qr_store(redis: Redis | None, prefix: str) -> QrStore:

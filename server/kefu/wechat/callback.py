@@ -1,4 +1,4 @@
-"""Official-Account callback helpers (wechat.md §4): signatures, event parsing, dedupe keys.
+"""Official-Account callback helpers (wechat.md §4): signatures, freshness, event parsing, dedupe keys.
 
 Pure functions, no I/O, so the HTTP handler stays thin: verify, parse, enqueue, answer `success`.
 `build_event_xml` lives here too because the XML shape is defined here; the fake server, the
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 from dataclasses import dataclass, field
 from xml.etree.ElementTree import Element, ParseError
@@ -19,12 +20,15 @@ from defusedxml.ElementTree import fromstring
 from kefu.wechat.errors import CallbackError
 
 MAX_XML_BYTES = 64 * 1024  # WeChat pushes a few hundred bytes; anything huge is not from it
+MAX_NONCE = 128  # WeChat's are 9-10 digits; the nonce becomes part of a store key
 SCENE_PREFIX = "qrscene_"
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
 
 
 def sha1_signature(*parts: str) -> str:
     """WeChat's signature: sha1 of the lexicographically sorted parts joined without separator."""
-    return hashlib.sha1("".join(sorted(parts)).encode()).hexdigest()
+    # surrogatepass: a query may decode to a lone surrogate; it must fail the check, not raise.
+    return hashlib.sha1("".join(sorted(parts)).encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def check_signature(token: str, signature: str | None, timestamp: str | None,
@@ -33,7 +37,21 @@ def check_signature(token: str, signature: str | None, timestamp: str | None,
     if not (token and signature and timestamp is not None and nonce is not None):
         return False
     expected = sha1_signature(token, timestamp, nonce)
-    return hmac.compare_digest(expected.encode(), signature.encode())
+    return hmac.compare_digest(expected.encode(), signature.encode("utf-8", "surrogatepass"))
+
+
+def is_fresh(timestamp: str | None, now: float, window: float) -> bool:
+    """Whether a callback's `timestamp` (Unix seconds) is within `window` seconds of `now`, either
+    way (clocks drift). The signature covers the timestamp, so an old signed query — from a log,
+    say — cannot be made fresh again; together with the nonce check it cannot be replayed."""
+    if timestamp is None or not _TIMESTAMP.fullmatch(timestamp):
+        return False
+    return abs(now - int(timestamp)) <= window
+
+
+def nonce_ok(nonce: str | None) -> bool:
+    """A nonce kefu is willing to remember: present, short, printable ASCII."""
+    return nonce is not None and 0 < len(nonce) <= MAX_NONCE and nonce.isascii() and nonce.isprintable()
 
 
 @dataclass(frozen=True, slots=True)

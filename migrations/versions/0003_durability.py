@@ -5,15 +5,15 @@ Dedupe is a window (KEFU_DEDUPE_TTL), decided by Redis or, embedded, inside the 
 transaction; a unique index would make the database silently refuse a cmid reused after the
 window instead of storing the message it was acked as.
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 

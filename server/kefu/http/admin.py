@@ -1,0 +1,131 @@
+"""`/api/admin/*`: agent accounts, for agents whose account is an admin (docs/protocol.md §9).
+
+Every route needs an admin agent's token; the flag is read from the account on each request, so
+demoting an admin takes effect at once. An admin cannot disable, demote or delete their own
+account (that is how the last admin would lock everyone out); the CLI can do anything.
+
+This blueprint also runs the sweep that closes agent sockets whose token was revoked elsewhere
+(`agent_recheck`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from sanic import Blueprint, Request, Sanic, json
+from sanic.response import HTTPResponse
+
+from kefu.agent_recheck import recheck_forever
+from kefu.agents import AgentAdmin
+from kefu.auth import request_token
+from kefu.errors import BadRequest, Conflict, Forbidden, Unauthorized
+from kefu.http.body import json_body
+from kefu.node import Node
+from kefu.protocol import Identity
+
+admin_api = Blueprint("admin", url_prefix="/api/admin")
+
+
+def agent_admin(request: Request) -> AgentAdmin:
+    node: Node = request.app.ctx.node
+    return AgentAdmin(node.accounts, node.tokens, node.kick_agent)
+
+
+async def _admin(request: Request) -> Identity:
+    token = request_token(request)
+    if not token:
+        raise Unauthorized("token required")
+    who = await request.app.ctx.node.tokens.resolve(token)  # a store error answers 503
+    if who is None:
+        raise Unauthorized("invalid token")
+    if who.role != "agent" or not who.admin:
+        raise Forbidden("only admin agents may manage agent accounts")
+    return who
+
+
+def _flag(body: dict[str, Any], name: str) -> bool | None:
+    v = body.get(name)
+    if v is not None and not isinstance(v, bool):
+        raise BadRequest(f"{name} must be true or false")
+    return v
+
+
+def _not_self(who: Identity, agent_id: int, what: str) -> None:
+    if who.agent_id == agent_id:
+        raise Conflict(f"you cannot {what} your own account")
+
+
+@admin_api.get("/agents")
+async def list_agents(request: Request) -> HTTPResponse:
+    await _admin(request)
+    accounts = await request.app.ctx.node.accounts.list_agents()
+    return json({"agents": [a.to_json() for a in accounts]})
+
+
+@admin_api.post("/agents")
+async def create_agent(request: Request) -> HTTPResponse:
+    await _admin(request)
+    body = json_body(request)
+    admin = _flag(body, "is_admin") or False
+    account = await agent_admin(request).create(body.get("name"), body.get("password"), admin=admin)
+    return json({"agent": account.to_json()}, status=201)
+
+
+@admin_api.get("/agents/<agent_id:int>")
+async def get_agent(request: Request, agent_id: int) -> HTTPResponse:
+    await _admin(request)
+    return json({"agent": (await agent_admin(request).get(agent_id)).to_json()})
+
+
+@admin_api.patch("/agents/<agent_id:int>")
+async def update_agent(request: Request, agent_id: int) -> HTTPResponse:
+    who = await _admin(request)
+    body = json_body(request)
+    unknown = set(body) - {"disabled", "is_admin"}
+    if unknown or not body:
+        raise BadRequest('body must be {"disabled"?: bool, "is_admin"?: bool} (at least one)')
+    disabled, is_admin = _flag(body, "disabled"), _flag(body, "is_admin")
+    if disabled:
+        _not_self(who, agent_id, "disable")
+    if is_admin is False:
+        _not_self(who, agent_id, "demote")
+    admin = agent_admin(request)
+    account = await admin.get(agent_id)
+    if is_admin is not None:
+        account = await admin.set_admin(agent_id, is_admin)
+    if disabled is not None:
+        account = await admin.set_disabled(agent_id, disabled)
+    return json({"agent": account.to_json()})
+
+
+@admin_api.post("/agents/<agent_id:int>/password")
+async def reset_password(request: Request, agent_id: int) -> HTTPResponse:
+    await _admin(request)
+    body = json_body(request)
+    account = await agent_admin(request).set_password(agent_id, body.get("password"))
+    return json({"agent": account.to_json()})
+
+
+@admin_api.delete("/agents/<agent_id:int>")
+async def delete_agent(request: Request, agent_id: int) -> HTTPResponse:
+    who = await _admin(request)
+    _not_self(who, agent_id, "delete")
+    await agent_admin(request).delete(agent_id)
+    return json({"ok": True})
+
+
+@admin_api.after_server_start
+async def start_recheck(app: Sanic) -> None:
+    app.ctx.agent_recheck = asyncio.create_task(
+        recheck_forever(app.ctx.node, app.ctx.settings.agent_recheck_interval))
+
+
+@admin_api.before_server_stop
+async def stop_recheck(app: Sanic) -> None:
+    task = getattr(app.ctx, "agent_recheck", None)
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
