@@ -91,7 +91,7 @@ def frames(actions) -> list[dict]:
     return [a.frame for a in actions if isinstance(a, Send)]
 
 
-def test_session_rate_limits_frames_and_tracks_idleness():
+def test_session_rate_limits_frames_but_not_pings_and_tracks_idleness():
     s = Session(USER, "c1", True, LIMITS, now=0)
     assert s.receive('{"msg":"a"}', 0) == ([], SendMessage("o_user", "a", None))
     assert s.receive('{"msg":"b"}', 0)[1] == SendMessage("o_user", "b", None)
@@ -99,11 +99,12 @@ def test_session_rate_limits_frames_and_tracks_idleness():
     assert req is None
     [error] = frames(actions)
     assert (error["code"], error["cmid"], error["retry"]) == ("rate_limited", "x", True)
-    actions, req = s.receive('{"cmd":"ping"}', 2)
+    actions, req = s.receive('{"cmd":"ping"}', 0)
     assert req is None and frames(actions)[0]["cmd"] == "pong"
-    assert s.check(42, 0) is None and s.check(42.1, 0) == CloseWith(Close.HEARTBEAT, "heartbeat timeout")
-    s.touch(42.1)
-    assert s.check(82, 0) is None
+    assert frames(s.receive('{"cmd":"sync"}', 0)[0])[0]["code"] == "rate_limited"  # every other frame counts
+    assert s.check(40, 0) is None and s.check(40.1, 0) == CloseWith(Close.HEARTBEAT, "heartbeat timeout")
+    s.touch(40.1)
+    assert s.check(80, 0) is None
 
 
 def test_client_faults_strike_toward_4429_but_unavailable_never_does():

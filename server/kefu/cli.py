@@ -67,7 +67,8 @@ async def _with_agent_admin(fn):  # type: ignore[no-untyped-def]
     from kefu import migrate
     from kefu.agents import AgentAdmin
     from kefu.broker.redis import RedisBroker
-    from kefu.core.routing import Envelope
+    from kefu.core.routing import kick_envelope
+    from kefu.protocol import agent_channel
     from kefu.store.accounts import AccountStore
     from kefu.store.engine import make_engine
     from kefu.store.tokens import RedisTokenStore, SqlTokenStore, TokenStore
@@ -83,7 +84,7 @@ async def _with_agent_admin(fn):  # type: ignore[no-untyped-def]
     async def kick(agent_id: int) -> None:
         if redis is not None:  # the same kick Node.kick_agent publishes
             await RedisBroker(redis, settings.redis_prefix).publish(
-                (f"agent:{agent_id}",), Envelope("kick", "agent", token_digest="").dumps())
+                (agent_channel(agent_id),), kick_envelope("agent"))
 
     try:
         return await fn(AgentAdmin(AccountStore(engine), tokens, kick))

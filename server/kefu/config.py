@@ -42,7 +42,7 @@ class Settings(BaseSettings):
 
     writer_batch: int = 500
     writer_retry_max: float = 5.0
-    writer_claim_idle_ms: int = 30000
+    writer_claim_idle_ms: int = Field(10000, ge=100)
 
     wechat_mode: Literal["sandbox", "real"] = "sandbox"
     wechat_api_base: str = "https://api.weixin.qq.com"

@@ -107,7 +107,8 @@ class Session:
             if not isinstance(data, str):
                 raise Binary("binary frames are not supported; send JSON text")
             frame = self.parse(data)
-            if not self._bucket.take(now):
+            # Pings are free: each costs one small frame back, bounded by the send queue.
+            if not isinstance(frame, Ping) and not self._bucket.take(now):
                 raise RateLimited("too many frames; slow down", cmid=getattr(frame, "cmid", None),
                                   retry_after=1 / max(self.limits.rate_per_sec, 0.001))
         except KefuError as e:
