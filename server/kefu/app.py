@@ -30,7 +30,7 @@ def create_app(settings: Settings | None = None) -> Sanic:
     app.config.REQUEST_MAX_SIZE = settings.max_frame_bytes
     app.config.ACCESS_LOG = False  # query strings carry tokens
     app.config.GRACEFUL_SHUTDOWN_TIMEOUT = 10.0
-    app.config.WEBSOCKET_PING_INTERVAL = None  # kefu's heartbeat decides liveness (ws/transport.py)
+    app.config.WEBSOCKET_PING_INTERVAL = None  # type: ignore[assignment]  # kefu's heartbeat decides
     # Client addresses (login throttling): forwarded headers count only as configured (security.md).
     app.config.PROXIES_COUNT = settings.proxies_count or None
     app.config.REAL_IP_HEADER = settings.real_ip_header or None

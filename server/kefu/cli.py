@@ -10,6 +10,7 @@ import logging
 import os
 import sys
 from functools import partial
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -61,7 +62,7 @@ def migrate_cmd(_: argparse.Namespace) -> None:
 # the running server closes them within KEFU_AGENT_RECHECK_INTERVAL).
 
 
-async def _with_agent_admin(fn):  # type: ignore[no-untyped-def]
+async def _with_agent_admin(fn):
     from redis.asyncio import Redis
 
     from kefu import migrate
@@ -103,7 +104,7 @@ def _password(args: argparse.Namespace) -> str:
     return pw
 
 
-def _admin_run(fn):  # type: ignore[no-untyped-def]
+def _admin_run(fn):
     """`fn(admin)`'s result; a refusal (no such agent, name taken, bad password) ends the CLI."""
     from kefu.errors import KefuError
 
@@ -113,9 +114,9 @@ def _admin_run(fn):  # type: ignore[no-untyped-def]
         sys.exit(f"kefu: {e.message}")
 
 
-def _change_agent(name: str, change) -> None:  # type: ignore[no-untyped-def]
+def _change_agent(name: str, change: Any) -> None:
     """Run `change(admin, agent_id)` on the agent called `name`."""
-    async def run(admin):  # type: ignore[no-untyped-def]
+    async def run(admin):
         return await change(admin, (await admin.named(name)).id)
 
     _admin_run(run)
@@ -134,7 +135,7 @@ def set_password(args: argparse.Namespace) -> None:
 
 
 def list_agents(_: argparse.Namespace) -> None:
-    async def all_agents(admin):  # type: ignore[no-untyped-def]
+    async def all_agents(admin):
         return await admin.accounts.list_agents()
 
     for a in _admin_run(all_agents):

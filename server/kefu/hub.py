@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from typing import Any
 
 from kefu import jsonio, metrics
@@ -23,8 +23,8 @@ from kefu.errors import Close
 
 log = logging.getLogger(__name__)
 
-SendText = Callable[[str], Awaitable[None]]
-CloseFn = Callable[[int, str], Awaitable[None]]
+SendText = Callable[[str], Coroutine[Any, Any, None]]
+CloseFn = Callable[[int, str], Coroutine[Any, Any, None]]
 _CLOSE = object()  # queue marker: close once the frames before it are sent
 
 

@@ -98,7 +98,8 @@ class Node:
         snap = await self.journal.snapshot(openid, after)  # first: see architecture.md
         stored = await self.messages.after(openid, after, limit + 1, upto=snap.cap)
         merged = _merge(stored, snap.pending)
-        out, size = [], 0
+        out: list[Message] = []
+        size = 0
         for m in merged[:limit]:
             size += len(m.msg) + 200
             if out and size > SYNC_MAX_CHARS:

@@ -29,6 +29,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -152,7 +153,7 @@ def _text(v: bytes | str) -> str:
     return v.decode() if isinstance(v, bytes) else v
 
 
-def _entry_message(fields: dict[bytes, bytes]) -> tuple[Message, bool]:
+def _entry_message(fields: dict[bytes | str, bytes | str]) -> tuple[Message, bool]:
     return Message.from_wire(jsonio.load_object(fields[b"m"])), fields.get(b"d") == b"1"
 
 
@@ -287,8 +288,8 @@ class RedisJournal:
                 metrics.JOURNAL_PENDING.inc()
                 item.future.set_result(Accepted(m, delivered))
             else:
-                msg_id, ts, delivered = _text(r[1]).split(":")
-                item.future.set_result(Accepted(d.with_id(int(msg_id), int(ts)), delivered == "1", dup=True))
+                msg_id, ts, flag = _text(r[1]).split(":")
+                item.future.set_result(Accepted(d.with_id(int(msg_id), int(ts)), flag == "1", dup=True))
         self._writer_wake.set()
 
     # ---- the id lease and restoring a Redis that restarted or lost its data --------------------
@@ -394,7 +395,7 @@ class RedisJournal:
             while self._unstored:
                 chunk = self._unstored[: self.batch]
                 rows = [(u.message, u.delivered) for u in chunk]
-                written = await write_until_stored(lambda rows=rows: self.store.write(rows), len(rows),
+                written = await write_until_stored(partial(self.store.write, rows), len(rows),
                                                    self.max_backoff, self._stopping)
                 if written is None:
                     return
@@ -435,9 +436,9 @@ class RedisJournal:
             entries = await self.redis.xrange(self.stream, min="-", max=str(cutoff), count=self.batch)
             if not entries:
                 return
-            rows = [_entry_message(f) for _, f in entries]
+            rows = [_entry_message(f) for _, f in entries if f]
             await self.store.write(rows)
-            await self.redis.xdel(self.stream, *[eid for eid, _ in entries])
+            await self.redis.xdel(self.stream, *[eid for eid, _ in entries if eid is not None])
             log.info("recovered %d journal entries left by a node that stopped", len(entries))
             if len(entries) < self.batch:
                 return

@@ -66,7 +66,7 @@ class PasswordHashing:
         self._room = slots + queue
         self._inside = 0
 
-    async def _run(self, fn, *args):  # type: ignore[no-untyped-def]
+    async def _run(self, fn, *args):
         if self._inside >= self._room:
             raise RateLimited("too many logins at once, retry shortly", retry_after=1)
         self._inside += 1
@@ -165,11 +165,12 @@ class AccountStore:
         One upsert statement, so concurrent first logins cannot deadlock each other."""
         now = int(time.time())
         row = {"openid": openid, "unionid": unionid, "created_at": now, "last_login_at": now}
+        stmt: sa.Insert
         if self.engine.dialect.name == "mysql":
-            ins = mysql.insert(users).values(row)
-            stmt = ins.on_duplicate_key_update(
-                last_login_at=ins.inserted.last_login_at,
-                unionid=sa.func.coalesce(ins.inserted.unionid, users.c.unionid))
+            my = mysql.insert(users).values(row)
+            stmt = my.on_duplicate_key_update(
+                last_login_at=my.inserted.last_login_at,
+                unionid=sa.func.coalesce(my.inserted.unionid, users.c.unionid))
         else:
             lite = sqlite.insert(users).values(row)
             stmt = lite.on_conflict_do_update(index_elements=["openid"], set_={

@@ -62,12 +62,12 @@ class MessageStore:
         """INSERT … ON CONFLICT keeping the larger value of each `greatest` column: one statement,
         so concurrent writers cannot interleave a read and a write (no gap-lock deadlocks)."""
         if self.dialect == "mysql":
-            ins = mysql.insert(table).values(values)
-            return ins.on_duplicate_key_update(
-                {c: sa.func.greatest(table.c[c], ins.inserted[c]) for c in greatest})
-        ins = sqlite.insert(table).values(values)
-        return ins.on_conflict_do_update(
-            index_elements=[key], set_={c: sa.func.max(table.c[c], ins.excluded[c]) for c in greatest})
+            my = mysql.insert(table).values(values)
+            return my.on_duplicate_key_update(
+                {c: sa.func.greatest(table.c[c], my.inserted[c]) for c in greatest})
+        lite = sqlite.insert(table).values(values)
+        return lite.on_conflict_do_update(
+            index_elements=[key], set_={c: sa.func.max(table.c[c], lite.excluded[c]) for c in greatest})
 
     # ---- writes --------------------------------------------------------------------------------
 
