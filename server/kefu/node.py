@@ -136,6 +136,21 @@ class Node:
         await self.broker.publish(conversation_channels(openid), envelope)
         return upto
 
+    # ---- identities ------------------------------------------------------------------------------
+
+    async def identify(self, token: str) -> Identity | None:
+        """Who a token speaks as, or None (unknown, expired, revoked)."""
+        return await self.tokens.resolve(token)
+
+    async def login_user(self, openid: str, unionid: str | None, ttl: int) -> str:
+        """Record a mini-program (or QR-scanning) user's login and issue their token."""
+        await self.accounts.touch_user(openid, unionid)
+        return await self.tokens.issue(Identity(role="user", openid=openid), ttl)
+
+    async def conversations(self, before: int | None, limit: int) -> list[dict[str, Any]]:
+        """The agents' conversation list, latest activity first."""
+        return await self.messages.conversations(before, limit)
+
     # ---- kicks and pushes ----------------------------------------------------------------------
 
     async def logout(self, token: str, who: Identity) -> None:

@@ -8,22 +8,27 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 from kefu.errors import BadFrame, Forbidden, KefuError, TooLarge, UnknownCmd, UnknownType
 from kefu.jsonio import load_object
 
 Role = Literal["user", "agent"]
 
-OPENID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+OPENID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")  # WeChat openids; QR uids use the same alphabet
 CMID_RE = re.compile(r"[\x21-\x7e]{1,64}")
 SYNC_LIMIT_DEFAULT = 200
 SYNC_LIMIT_MAX = 500
 MAX_ID = 2**63 - 1  # ids, cursors and read marks are BIGINT
 
 
-def is_openid(value: object) -> bool:
+def is_openid(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and OPENID_RE.fullmatch(value) is not None
+
+
+def is_uid(value: object) -> TypeGuard[str]:
+    """A push target / QR page uid: 1-64 characters of A-Za-z0-9_- (as openids)."""
+    return is_openid(value)
 
 
 def is_id(value: object) -> bool:

@@ -11,16 +11,14 @@ The same rules serve `POST /api/push` and the TCP push port; docs/protocol.md §
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from kefu.core.routing import Envelope
 from kefu.errors import BadRequest
-from kefu.protocol import is_openid, user_channel
+from kefu.protocol import is_openid, is_uid, user_channel
 
 PAGES = "pages"
-UID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_TICKET = 512
 
 
@@ -61,7 +59,7 @@ def norm_uid(value: object) -> str:
     """A uid is a string of 1-64 `A-Za-z0-9_-`; integers (older PHP backends) are accepted."""
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
-    if not isinstance(value, str) or not UID_RE.fullmatch(value):
+    if not is_uid(value):
         raise PushError("uid must be 1-64 characters of A-Za-z0-9_- (or an integer)")
     return value
 

@@ -37,7 +37,7 @@ async def _admin(request: Request) -> Identity:
     token = request_token(request)
     if not token:
         raise Unauthorized("token required")
-    who = await request.app.ctx.node.tokens.resolve(token)  # a store error answers 503
+    who = await request.app.ctx.node.identify(token)  # a store error answers 503
     if who is None:
         raise Unauthorized("invalid token")
     if who.role != "agent" or not who.admin:

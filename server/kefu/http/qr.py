@@ -14,10 +14,10 @@ import segno
 from sanic import Blueprint, Request, json
 from sanic.response import HTTPResponse, raw
 
-from kefu.core.push import MAX_TICKET, UID_RE
+from kefu.core.push import MAX_TICKET
 from kefu.errors import BadRequest, NotFound, Unavailable, UpstreamRefused
 from kefu.http.body import json_body
-from kefu.protocol import is_openid
+from kefu.protocol import is_openid, is_uid
 from kefu.qr.login import QrLogin, QrUnavailable
 from kefu.qr.store import StoreFull
 from kefu.wechat.callback import build_scan_xml, parse_event
@@ -84,7 +84,7 @@ async def simulate_scan(request: Request) -> HTTPResponse:
     uid = body.get("uid")
     if sandbox.scene_for(ticket) is not None:
         event = sandbox.simulate_scan(ticket, openid, subscribe=subscribe)
-    elif isinstance(uid, str) and UID_RE.fullmatch(uid) and await qr.ticket_ok(uid, ticket):
+    elif is_uid(uid) and await qr.ticket_ok(uid, ticket):
         # Made by another worker's sandbox (KEFU_WORKERS > 1); the shared store knows it.
         event = parse_event(build_scan_xml(to_user=sandbox.oa_id, from_user=openid, scene=uid,
                                            ticket=ticket, subscribe=subscribe))

@@ -17,9 +17,9 @@ import secrets
 from dataclasses import dataclass
 
 from kefu.config import Settings
-from kefu.core.push import UID_RE, page_ticket_channel
+from kefu.core.push import page_ticket_channel
 from kefu.node import Node
-from kefu.protocol import OPENID_RE, Identity
+from kefu.protocol import is_openid, is_uid
 from kefu.qr.store import QrStore
 from kefu.wechat.callback import CallbackEvent, dedupe_key
 from kefu.wechat.client import WeChatProvider
@@ -117,10 +117,10 @@ class QrLogin:
     async def login(self, event: CallbackEvent) -> bool:
         """Log the scanner in and push the token to the page. True when a page received it."""
         uid, ticket, openid = event.scene or "", event.ticket or "", event.from_user
-        if not UID_RE.fullmatch(uid) or not ticket:
+        if not is_uid(uid) or not ticket:
             log.warning("QR scan ignored: scene %r is not a kefu uid, or no ticket", uid[:70])
             return False
-        if not OPENID_RE.fullmatch(openid):
+        if not is_openid(openid):
             log.warning("QR scan for uid %s ignored: odd openid", uid)
             return False
         expire_seconds = await self.store.claim(uid, ticket)
@@ -132,8 +132,7 @@ class QrLogin:
             return False
         ttl = self.settings.user_token_ttl
         try:
-            await self.node.accounts.touch_user(openid, None)
-            token = await self.node.tokens.issue(Identity(role="user", openid=openid), ttl)
+            token = await self.node.login_user(openid, None, ttl)
         except Exception:
             await self.store.release(uid, ticket)
             raise

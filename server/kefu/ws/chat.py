@@ -27,7 +27,7 @@ async def chat_socket(request: Request, ws: Websocket) -> None:
         await ws.close(Close.UNAUTHORIZED, "token required")
         return
     try:
-        who = await node.tokens.resolve(token)
+        who = await node.identify(token)
     except Exception as e:
         if translate(e) is None:
             log.error("resolving a socket's token failed", exc_info=e)
