@@ -217,3 +217,14 @@ def test_the_json_reader_and_writer_round_trip_what_they_accept():
     for bad in ({"x": float("nan")}, {"x": "\ud800"}):
         with pytest.raises(ValueError):
             jsonio.dumps(bad)
+
+
+def test_agent_only_kinds_never_go_to_the_users_channel():
+    from kefu.core.routing import AGENTS, audiences
+    note = Message(id=3, ts=4, openid="o_user", sender="agent", msg="VIP", agent_id=7, kind="note")
+    image = Message(id=5, ts=6, openid="o_user", sender="user", msg="[图片]", kind="image",
+                    meta={"image": {"id": "abc", "w": 10, "h": 20}})
+    assert audiences(note) == ("", AGENTS) and not note.for_user
+    assert audiences(image) == ("user:o_user", AGENTS) and image.for_user
+    assert Message.from_wire(image.to_wire()) == image
+    assert "kind" not in _msg().to_wire() and "meta" not in _msg().to_wire()  # legacy shape unchanged

@@ -97,7 +97,8 @@ class Node:
         openid = who.openid if who.role == "user" else None
         snap = await self.journal.snapshot(openid, after)  # first: see architecture.md
         stored = await self.messages.after(openid, after, limit + 1, upto=snap.cap)
-        merged = _merge(stored, snap.pending)
+        pending = [m for m in snap.pending if openid is None or m.for_user]
+        merged = _merge(stored, pending)
         out: list[Message] = []
         size = 0
         for m in merged[:limit]:
@@ -107,11 +108,14 @@ class Node:
             out.append(m)
         return out, len(out) < len(merged)
 
-    async def history(self, openid: str, before: int | None, limit: int) -> list[Message]:
-        """Newest first, paging back with `before`; includes messages still in the journal."""
+    async def history(self, who: Identity, openid: str, before: int | None, limit: int) -> list[Message]:
+        """Newest first, paging back with `before`; includes messages still in the journal. A user
+        sees only what is for users (no notes, no status events)."""
+        for_user = who.role == "user"
         snap = await self.journal.snapshot(openid, 0)
-        stored = await self.messages.history(openid, before, limit, upto=snap.cap)
-        pending = [m for m in snap.pending if before is None or m.id < before]
+        stored = await self.messages.history(openid, before, limit, upto=snap.cap, for_user=for_user)
+        pending = [m for m in snap.pending
+                   if (before is None or m.id < before) and (m.for_user or not for_user)]
         return _merge(stored, pending)[::-1][:limit]
 
     async def read_state(self, openid: str) -> dict[str, int]:
@@ -120,7 +124,7 @@ class Node:
         marks = await self.messages.read_marks(openid)
         mark = marks["user_read_upto"]
         snap = await self.journal.snapshot(openid, mark)
-        pending = {m.id for m in snap.pending if m.sender == "agent"}
+        pending = {m.id for m in snap.pending if m.sender == "agent" and m.for_user}
         stored = await self.messages.count_from_agents(openid, mark, sorted(pending))
         return {"unread": stored + len(pending), "agent_read_upto": marks["agent_read_upto"],
                 "user_read_upto": marks["user_read_upto"]}

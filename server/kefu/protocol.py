@@ -71,9 +71,17 @@ class Identity:
         return user_channel(self.openid or "") if self.role == "user" else agent_channel(self.agent_id)
 
 
+#: Message kinds the user sees (in live frames, sync, history, unread counts). Every other kind —
+#: `note` (an agent's private note), `event` (a status change) — is for agents only.
+USER_KINDS = ("text", "image", "card")
+
+
 @dataclass(frozen=True, slots=True)
 class Message:
-    """A chat message; `to_wire` is the one shape used in live frames, sync and history."""
+    """A conversation entry; `to_wire` is the one shape used in live frames, sync and history.
+
+    `msg` is always text a legacy client can show (an image's is a placeholder); `kind` says what
+    it is and `meta` carries what that kind needs (docs/protocol.md §4.1)."""
 
     id: int
     ts: int
@@ -83,10 +91,16 @@ class Message:
     agent_id: int | None = None
     agent: str | None = None
     cmid: str | None = None
+    kind: str = "text"
+    meta: dict[str, Any] | None = None
 
     @property
     def sender_key(self) -> str:
         return sender_key(self.sender, self.openid, self.agent_id)
+
+    @property
+    def for_user(self) -> bool:
+        return self.kind in USER_KINDS
 
     def to_wire(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -97,6 +111,10 @@ class Message:
             out["agent_id"] = self.agent_id
         if self.cmid is not None:
             out["cmid"] = self.cmid
+        if self.kind != "text":
+            out["kind"] = self.kind
+        if self.meta:
+            out["meta"] = self.meta
         return out
 
     @classmethod
@@ -104,6 +122,7 @@ class Message:
         return cls(
             id=int(d["id"]), ts=int(d["ts"]), openid=d["openid"], sender=d["from"], msg=d["msg"],
             agent_id=d.get("agent_id"), agent=d.get("agent"), cmid=d.get("cmid"),
+            kind=d.get("kind", "text"), meta=d.get("meta"),
         )
 
 

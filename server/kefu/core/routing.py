@@ -69,3 +69,8 @@ def resync_envelope(after: int) -> Envelope:
 def conversation_channels(openid: str) -> tuple[str, str]:
     """A conversation's two audiences: its user's sockets and all agents."""
     return user_channel(openid), AGENTS
+
+
+def audiences(m: Message) -> tuple[str, str]:
+    """Where a message is relayed: (the user's channel, or "" for agent-only kinds; agents)."""
+    return (user_channel(m.openid) if m.for_user else ""), AGENTS

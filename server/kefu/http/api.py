@@ -148,7 +148,7 @@ async def history(request: Request, openid: str) -> HTTPResponse:
     limit = int_arg(request, "limit", 50, 1, 200)
     before = int_arg(request, "before", None, 1)
     assert limit is not None
-    page = await _node(request).history(openid, before, limit)
+    page = await _node(request).history(who, openid, before, limit)
     nxt = page[-1].id if len(page) == limit else None
     return json({"messages": [m.to_wire() for m in page], "next_before": nxt})
 

@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from kefu import jsonio, metrics
 from kefu.core.session import Accepted
@@ -36,6 +36,8 @@ class Draft:
     agent_id: int | None = None
     agent: str | None = None
     cmid: str | None = None
+    kind: str = "text"
+    meta: dict[str, Any] | None = None
 
     @property
     def sender_key(self) -> str:
@@ -43,7 +45,8 @@ class Draft:
 
     def with_id(self, msg_id: int, ts: int | None = None) -> Message:
         return Message(id=msg_id, ts=self.ts if ts is None else ts, openid=self.openid, sender=self.sender,
-                       msg=self.msg, agent_id=self.agent_id, agent=self.agent, cmid=self.cmid)
+                       msg=self.msg, agent_id=self.agent_id, agent=self.agent, cmid=self.cmid,
+                       kind=self.kind, meta=self.meta)
 
     def wire_tail(self) -> str:
         """The message's wire JSON after its id: `'{"id":' + str(id) + ',' + tail` is `to_wire()`."""
@@ -74,9 +77,14 @@ class Journal(Protocol):
     async def snapshot(self, openid: str | None, after: int) -> Snapshot: ...
 
 
-def delivered_by(sender: Role, to_user: int, to_agents: int) -> bool:
-    """A user's message is delivered when an agent socket got it; an agent's when the user's did."""
-    return (to_agents if sender == "user" else to_user) > 0
+def counts_agents(m: Message) -> bool:
+    """Whose receipt makes `m` delivered: agents' for a user's message and for agent-only kinds
+    (a note), else the user's."""
+    return m.sender == "user" or not m.for_user
+
+
+def delivered_by(m: Message, to_user: int, to_agents: int) -> bool:
+    return (to_agents if counts_agents(m) else to_user) > 0
 
 
 async def write_until_stored(write: Callable[[], Awaitable[Written]], count: int, max_backoff: float,

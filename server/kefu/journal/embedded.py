@@ -20,10 +20,10 @@ from collections import OrderedDict
 
 from kefu import metrics
 from kefu.broker.local import LocalBroker
-from kefu.core.routing import AGENTS, conversation_channels, message_envelope
+from kefu.core.routing import AGENTS, audiences, message_envelope
 from kefu.core.session import Accepted
 from kefu.errors import Unavailable
-from kefu.journal.base import Draft, Snapshot, delivered_by, write_until_stored
+from kefu.journal.base import Draft, Snapshot, counts_agents, delivered_by, write_until_stored
 from kefu.protocol import Message, user_channel
 from kefu.store.messages import MessageStore
 
@@ -117,9 +117,11 @@ class EmbeddedJournal:
                 fut.set_exception(Unavailable("message not stored, resend it"))
                 continue
             else:
-                to_user, to_agents = self.broker.publish_now(conversation_channels(m.openid),
-                                                             message_envelope(m, origin))
-                result = Accepted(m, delivered_by(m.sender, to_user, to_agents))
+                user_ch, agents_ch = audiences(m)
+                channels = (user_ch, agents_ch) if user_ch else (agents_ch,)
+                counts = self.broker.publish_now(channels, message_envelope(m, origin))
+                to_user, to_agents = (counts[0], counts[1]) if user_ch else (0, counts[0])
+                result = Accepted(m, delivered_by(m, to_user, to_agents))
             if key is not None:
                 self._cache[key] = result
             if not fut.done():
@@ -128,7 +130,7 @@ class EmbeddedJournal:
     def _online(self, m: Message) -> bool:
         """Whether a recipient is connected now: stored as the message's `delivered`, for a
         duplicate acked after a restart (relay follows the commit at once, in this process)."""
-        return self.broker.here(AGENTS if m.sender == "user" else user_channel(m.openid))
+        return self.broker.here(AGENTS if counts_agents(m) else user_channel(m.openid))
 
     async def stop(self, timeout: float) -> None:
         self._closed = True

@@ -36,10 +36,10 @@ from redis.exceptions import RedisError
 
 from kefu import jsonio, metrics
 from kefu.broker.redis import channel_key
-from kefu.core.routing import conversation_channels, message_envelope, resync_envelope
+from kefu.core.routing import audiences, conversation_channels, message_envelope, resync_envelope
 from kefu.core.session import Accepted
 from kefu.errors import Unavailable, is_infrastructure
-from kefu.journal.base import Draft, Snapshot, write_until_stored
+from kefu.journal.base import Draft, Snapshot, counts_agents, write_until_stored
 from kefu.protocol import Message
 from kefu.store.messages import MessageStore
 
@@ -72,7 +72,8 @@ for i = 0, n - 1 do
     local id = string.format('%d', counter)
     local mj = '{"id":' .. id .. ',' .. ARGV[b + 4]
     local env = ARGV[b + 5] .. mj .. ARGV[b + 6]
-    local u = redis.call('PUBLISH', ARGV[b + 7], env)
+    local u = 0
+    if ARGV[b + 7] ~= '' then u = redis.call('PUBLISH', ARGV[b + 7], env) end
     local a = redis.call('PUBLISH', ARGV[b + 8], env)
     local d = 0
     if (ARGV[b + 9] == 'u' and a > 0) or (ARGV[b + 9] == 'a' and u > 0) then d = 1 end
@@ -256,11 +257,13 @@ class RedisJournal:
         args: list[str | int] = [len(batch), self.dedupe_ttl]
         for item in batch:
             d = item.draft
-            env = message_envelope(d.with_id(0), item.origin)
-            user_ch, agents_ch = conversation_channels(d.openid)
+            m = d.with_id(0)  # the script splices the real id in
+            env = message_envelope(m, item.origin)
+            user_ch, agents_ch = audiences(m)
             args += [self._cmid_key(d.sender_key, d.cmid), d.ts,
-                     d.openid, d.wire_tail(), env.head(), env.tail(), channel_key(self.prefix, user_ch),
-                     channel_key(self.prefix, agents_ch), "u" if d.sender == "user" else "a"]
+                     d.openid, d.wire_tail(), env.head(), env.tail(),
+                     channel_key(self.prefix, user_ch) if user_ch else "",
+                     channel_key(self.prefix, agents_ch), "u" if counts_agents(m) else "a"]
         return args
 
     async def _accept_batch(self, batch: list[_Intake]) -> None:

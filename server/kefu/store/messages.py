@@ -17,8 +17,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from kefu import metrics
-from kefu.protocol import Message, Role
+from kefu import jsonio, metrics
+from kefu.protocol import USER_KINDS, Message, Role
 from kefu.store.retry import in_transaction
 from kefu.store.schema import conversations, messages, meta
 
@@ -28,7 +28,13 @@ READ_COLUMN = {"agent": conversations.c.agent_read_upto, "user": conversations.c
 
 def _row_to_message(r: sa.Row) -> Message:
     return Message(id=r.id, ts=r.ts, openid=r.openid, sender=r.sender, msg=r.body,
-                   agent_id=r.agent_id, agent=r.agent_name, cmid=r.cmid)
+                   agent_id=r.agent_id, agent=r.agent_name, cmid=r.cmid, kind=r.kind,
+                   meta=jsonio.loads(r.meta) if r.meta else None)
+
+
+def _for_user(q: sa.Select) -> sa.Select:
+    """Only what the user sees: no private notes, no status events."""
+    return q.where(messages.c.kind.in_(USER_KINDS))
 
 
 def _insert_ignore(table: sa.TableClause) -> sa.Insert:
@@ -117,7 +123,7 @@ class MessageStore:
         rows = [{
             "id": m.id, "openid": m.openid, "sender": m.sender, "agent_id": m.agent_id,
             "agent_name": m.agent, "sender_key": m.sender_key, "cmid": m.cmid, "body": m.msg, "ts": m.ts,
-            "delivered": d,
+            "delivered": d, "kind": m.kind, "meta": jsonio.dumps(m.meta) if m.meta else None,
         } for m, d in by_id.values()]
         await conn.execute(sa.insert(messages), rows)
         last: dict[str, int] = {}
@@ -203,19 +209,22 @@ class MessageStore:
 
     async def after(self, openid: str | None, after: int, limit: int,
                     upto: int | None = None) -> list[Message]:
-        """Oldest first: what a reconnecting client missed (one conversation, or all of them)."""
+        """Oldest first: what a reconnecting client missed — a user's conversation (what the user
+        sees of it), or every conversation (agents: everything)."""
         q = sa.select(messages).where(messages.c.id > after).order_by(messages.c.id).limit(limit)
         if openid is not None:
-            q = q.where(messages.c.openid == openid)
+            q = _for_user(q.where(messages.c.openid == openid))
         if upto is not None:
             q = q.where(messages.c.id <= upto)
         async with self.engine.connect() as conn:
             return [_row_to_message(r) for r in await conn.execute(q)]
 
-    async def history(self, openid: str, before: int | None, limit: int,
-                      upto: int | None = None) -> list[Message]:
+    async def history(self, openid: str, before: int | None, limit: int, upto: int | None = None,
+                      for_user: bool = False) -> list[Message]:
         """Newest first, paging back with `before` = the smallest id already shown."""
         q = sa.select(messages).where(messages.c.openid == openid).order_by(messages.c.id.desc()).limit(limit)
+        if for_user:
+            q = _for_user(q)
         if before is not None:
             q = q.where(messages.c.id < before)
         if upto is not None:
@@ -255,8 +264,8 @@ class MessageStore:
 
     async def count_from_agents(self, openid: str, after: int, excluding: Sequence[int] = ()) -> int:
         """Stored agent messages to `openid` after id `after`, not counting the ids in `excluding`."""
-        q = (sa.select(sa.func.count()).select_from(messages)
-             .where(messages.c.openid == openid, messages.c.sender == "agent", messages.c.id > after))
+        q = _for_user(sa.select(sa.func.count()).select_from(messages).where(
+            messages.c.openid == openid, messages.c.sender == "agent", messages.c.id > after))
         if excluding:
             q = q.where(messages.c.id.not_in(list(excluding)))
         async with self.engine.connect() as conn:

@@ -10,7 +10,7 @@ def _table(name: str, *columns: str) -> sa.TableClause:
 
 
 messages = _table("messages", "id", "openid", "sender", "agent_id", "agent_name", "sender_key", "cmid",
-                  "body", "ts", "delivered")
+                  "body", "ts", "delivered", "kind", "meta")
 conversations = _table("conversations", "openid", "last_message_id", "agent_read_upto", "user_read_upto")
 agents = _table("agents", "id", "name", "password_hash", "created_at", "is_admin", "disabled")
 users = _table("users", "openid", "unionid", "created_at", "last_login_at")
