@@ -76,7 +76,7 @@ def create_app(settings: Settings | None = None) -> Sanic:
         await app.ctx.node.stop()
         await app.ctx.wechat.aclose()
         await app.ctx.engines.close()
-        metrics_server.worker_exit()
+        metrics_server.process_exit()
         log.info("worker %d stopped", os.getpid())
 
     install_qr(app, settings)  # QR login + push API; last, so it starts after and stops before the core

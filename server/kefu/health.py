@@ -19,10 +19,19 @@ OK = "ok"
 Probe = Callable[[], Awaitable[str]]
 
 
+async def _twice(probe: Probe) -> str:
+    """A pooled connection that went stale during an outage fails once and is discarded; the
+    second attempt takes a fresh one, so a recovered dependency is not reported down."""
+    try:
+        return await probe()
+    except Exception:
+        return await probe()
+
+
 async def _bounded(probe: Probe, timeout: float) -> str:
     """"ok", or why the probe failed (its exception, or the timeout)."""
     try:
-        return await asyncio.wait_for(probe(), timeout)
+        return await asyncio.wait_for(_twice(probe), timeout)
     except TimeoutError:
         return f"timeout after {timeout:g}s"
     except Exception as e:

@@ -7,7 +7,9 @@ loggers get no handlers of their own and propagate to the root, so each event pr
 Every handler carries `ScrubSecrets`: it rewrites the message, the arguments and the traceback text
 of each record before any formatter sees it, so a token in a query string (`?token=…`), an
 `Authorization: Bearer …` header, a JSON `"token": …` field or a bare session token (the 43
-characters `secrets.token_urlsafe(32)` makes) never reaches the log.
+characters `secrets.token_urlsafe(32)` makes) never reaches the log. At DEBUG the WebSocket layer
+dumps frames, shortened in the middle, which would leave pieces of a token no pattern can know:
+their payload is dropped (it is chat text and login pushes anyway).
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ _RULES: tuple[tuple[re.Pattern[str], str], ...] = (
                 r"([\"'])[^\"']*\2"), rf"\1\2{MASK}\2"),
     # user:password@ in connection URLs
     (re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@/\s]+@"), rf"\1{MASK}@"),
+    # WebSocket frame dumps (DEBUG): payloads are chat text and login pushes, shortened mid-token
+    (re.compile(r"([<>] TEXT )'.*'( \[\d+ bytes\])"), r"\1'…'\2"),
     # a bare session token: exactly the 43 URL-safe characters of secrets.token_urlsafe(32)
     (re.compile(r"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])"), MASK),
 )

@@ -97,8 +97,8 @@ def start(settings: Settings) -> object:
     return server
 
 
-def worker_exit() -> None:
-    """A worker that stops cleanly removes its live gauges at once."""
+def process_exit() -> None:
+    """A process (worker or main) that stops cleanly removes its live gauges at once."""
     path = os.environ.get(ENV)
     if path and os.path.isdir(path):
         from prometheus_client import multiprocess

@@ -152,6 +152,8 @@ def serve(settings: Settings) -> None:
             raise preflight.port_error(settings.host, settings.port, "the HTTP port", PORT_HINT,
                                        e) from None
         raise
+    finally:
+        metrics_server.process_exit()
     log.info("stopped")
 
 
