@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -15,7 +17,7 @@ import pytest
 
 from tests.support.ops import LOG_LINE, clean_env
 from tests.support.qrflow import PushClient, new_qr, open_page, push_port, sandbox_env
-from tests.support.server import KefuServer, free_port
+from tests.support.server import ROOT, KefuServer, free_port
 from tests.support.wsclient import WsClient
 
 
@@ -119,3 +121,31 @@ async def test_json_lines_for_log_shippers(tmp_path):
     assert {"time", "level", "logger", "pid", "message"} <= set(records[0])
     assert any(r["logger"] == "sanic.access" and "token=***" in r["message"] for r in records)
     assert token not in (tmp_path / "json.log").read_text()
+
+
+def test_sanic_error_lines_and_tracebacks_are_scrubbed_too(tmp_path):
+    """Sanic's error logger, with a token in the message and in the exception's traceback, through
+    the handler kefu installs (in a fresh process, as a worker would have it)."""
+    token = secrets.token_urlsafe(32)
+    code = f"""
+import logging
+from kefu.config import Settings
+from kefu.logs import configure
+configure(Settings(data_dir={str(tmp_path)!r}))
+try:
+    raise ValueError("no session for Bearer {token}")
+except ValueError:
+    logging.getLogger("sanic.error").exception("Exception occurred while handling uri: %r",
+                                               "http://h/ws?token={token}&v=2")
+logging.getLogger("kefu.somewhere").warning("{{'token': '{token}'}}")
+"""
+    env = clean_env()
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=30,
+                       cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert token not in r.stderr
+    first = r.stderr.splitlines()[0]
+    assert LOG_LINE.match(first) and "sanic.error: Exception occurred while handling uri:" in first
+    assert "ws?token=***&v=2" in first
+    assert "ValueError: no session for Bearer ***" in r.stderr  # the traceback, scrubbed
+    assert "{'token': '***'}" in r.stderr
