@@ -75,7 +75,8 @@ async def test_every_worker_logs_each_event_once_with_time_and_level_and_never_a
     # a QR login pushes a fresh token to the page
     qr = await asyncio.to_thread(new_qr, srv)
     page = await open_page(srv, qr)
-    assert httpx.post(srv.base_url + "/dev/simulate-scan", json={"ticket": qr["ticket"]}).status_code == 200
+    scan = {"ticket": qr["ticket"], "uid": qr["uid"]}  # the uid too: either worker may take it
+    assert httpx.post(srv.base_url + "/dev/simulate-scan", json=scan).status_code == 200
     login = await page.recv_until(lambda f: "token" in f)
     tokens.append(login["token"])
     # a push line the port refuses
