@@ -51,7 +51,7 @@ def drop_redis_prefix(prefix: str) -> None:
 
 
 def ensure_services() -> None:
-    """Start Redis or MariaDB when they are down (the commands DEVELOPERS.md gives)."""
+    """Start Redis or MariaDB when they are down (the commands scripts/test gives)."""
     try:
         redis.Redis.from_url(REDIS_URL_BASE, socket_connect_timeout=2).ping()
     except redis.RedisError:
