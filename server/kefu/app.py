@@ -1,21 +1,26 @@
-"""Sanic app factory: wires settings, engines and routes. Nothing else lives here."""
+"""Sanic app factory: wires settings, engines and routes. Nothing else lives here.
+
+Sanic calls the factory once in every worker process, so what must hold in each worker (the
+logging configuration, the start-up line naming the engines) is set up here.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 from functools import partial
 from json import dumps as json_dumps
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sanic import Request, Sanic, json, redirect
-from sanic.response import HTTPResponse, raw
+from sanic import Request, Sanic, redirect
+from sanic.response import HTTPResponse
 
-from kefu import engines, migrate
+from kefu import engines, health, logs, metrics_server, migrate
 from kefu.config import Settings
 from kefu.http.admin import admin_api
 from kefu.http.api import api
 from kefu.http.errors import error_response
 from kefu.paths import bundled
+from kefu.preflight import database_label, redis_label
 from kefu.qr import install as install_qr
 from kefu.wechat.setup import make_login_provider
 from kefu.ws.chat import chat_socket
@@ -25,10 +30,12 @@ log = logging.getLogger("kefu")
 
 def create_app(settings: Settings | None = None) -> Sanic:
     settings = settings or Settings()
-    app = Sanic("kefu", dumps=partial(json_dumps, ensure_ascii=False, separators=(",", ":")))
+    app = Sanic("kefu", dumps=partial(json_dumps, ensure_ascii=False, separators=(",", ":")),
+                log_config=logs.config(settings))
+    logging.captureWarnings(True)
     app.config.WEBSOCKET_MAX_SIZE = settings.max_frame_bytes
     app.config.REQUEST_MAX_SIZE = settings.max_frame_bytes
-    app.config.ACCESS_LOG = False  # query strings carry tokens
+    app.config.ACCESS_LOG = settings.access_log  # off by default; tokens are scrubbed when on
     app.config.GRACEFUL_SHUTDOWN_TIMEOUT = 10.0
     app.config.WEBSOCKET_PING_INTERVAL = None  # type: ignore[assignment]  # kefu's heartbeat decides
     # Client addresses (login throttling): forwarded headers count only as configured (security.md).
@@ -42,14 +49,7 @@ def create_app(settings: Settings | None = None) -> Sanic:
     app.blueprint(admin_api)
     app.add_websocket_route(chat_socket, "/ws")
     app.error_handler.add(Exception, error_response)
-
-    @app.get("/healthz")
-    async def healthz(request: Request) -> HTTPResponse:
-        return json({"ok": True, "connections": request.app.ctx.node.hub.count()})
-
-    @app.get("/metrics")
-    async def metrics(_: Request) -> HTTPResponse:
-        return raw(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+    health.install(app)  # /metrics is not here: it has its own bind (metrics_server)
 
     admin = bundled("web_admin")
     if admin.is_dir():
@@ -69,12 +69,13 @@ def create_app(settings: Settings | None = None) -> Sanic:
         app.ctx.node = app.ctx.engines.node
         app.ctx.wechat = make_login_provider(settings)
         await app.ctx.node.start()
-        log.info("kefu ready on %s:%s (%s)", settings.host, settings.port,
-                 "redis+" + ("mysql" if settings.mysql_url else "sqlite") if settings.redis_url
-                 else "embedded sqlite")
+        log.info("worker %d serving http://%s:%s; database %s; redis %s; wechat %s", os.getpid(),
+                 settings.host, settings.port, database_label(settings), redis_label(settings),
+                 settings.wechat_mode)
 
     @app.before_server_stop
     async def drain(app: Sanic) -> None:
+        log.info("worker %d stopping: closing %d socket(s)", os.getpid(), app.ctx.node.hub.count())
         await app.ctx.node.close_sockets()
 
     @app.after_server_stop
@@ -82,6 +83,8 @@ def create_app(settings: Settings | None = None) -> Sanic:
         await app.ctx.node.stop()
         await app.ctx.wechat.aclose()
         await app.ctx.engines.close()
+        metrics_server.process_exit()
+        log.info("worker %d stopped", os.getpid())
 
     install_qr(app, settings)  # QR login + push API; last, so it starts after and stops before the core
     return app

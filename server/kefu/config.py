@@ -1,17 +1,46 @@
-"""One typed settings object, read from environment variables.
+"""One typed settings object, read from environment variables and an optional `.env` file.
 
 Every setting is documented in docs/configuration.md; names are `KEFU_<FIELD>` except the two
-connection URLs, which keep the conventional `MYSQL_URL` / `REDIS_URL`.
+connection URLs, which keep the conventional `MYSQL_URL` / `REDIS_URL`. The environment wins over
+the file; the file is `KEFU_ENV_FILE`, else the checkout's `.env` (never the current directory's).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from kefu.paths import default_data_dir, default_env_file
+
+
+class SettingError(ValueError):
+    """A setting kefu cannot use, named with its value and what is allowed (`kefu` exits with 2)."""
+
+    def __init__(self, setting: str, value: object, allowed: str) -> None:
+        super().__init__(f"{setting}={value!r}: {allowed}")
+        self.setting, self.value, self.allowed = setting, value, allowed
+
+
+def env_file() -> Path | None:
+    """The `.env` file settings are read from, or None. `KEFU_ENV_FILE` must name an existing file."""
+    named = os.environ.get("KEFU_ENV_FILE")
+    if named:
+        path = Path(named).expanduser()
+        if not path.is_file():
+            raise SettingError("KEFU_ENV_FILE", named, "must name an existing file")
+        return path.resolve()
+    default = default_env_file()
+    return default if default is not None and default.is_file() else None
 
 
 class Settings(BaseSettings):
@@ -19,9 +48,9 @@ class Settings(BaseSettings):
 
     env: Literal["dev", "production"] = "dev"
     host: str = "127.0.0.1"
-    port: int = 8000
+    port: int = Field(8000, ge=1, le=65535)
     workers: int = Field(1, ge=1)
-    data_dir: Path = Path("var")
+    data_dir: Path = Field(default_factory=default_data_dir)
 
     mysql_url: str | None = Field(None, validation_alias=AliasChoices("MYSQL_URL", "KEFU_MYSQL_URL"))
     redis_url: str | None = Field(None, validation_alias=AliasChoices("REDIS_URL", "KEFU_REDIS_URL"))
@@ -77,6 +106,38 @@ class Settings(BaseSettings):
     real_ip_header: str = ""
     forwarded_secret: str = ""
 
+    # -- operations: logs, metrics, readiness (docs/operations.md) --
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    access_log: bool = False
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(9464, ge=0, le=65535)
+    metrics_dir: Path | None = None
+    ready_timeout: float = Field(1.0, gt=0, le=30)
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments, then the environment, then the `.env` file `env_file()` picks."""
+        return (init_settings, env_settings, DotEnvSettingsSource(settings_cls, env_file=env_file()),
+                file_secret_settings)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, v: object) -> object:
+        return v.upper() if isinstance(v, str) else v
+
+    @field_validator("data_dir", "metrics_dir")
+    @classmethod
+    def _absolute(cls, v: Path | None) -> Path | None:
+        if v is not None and not v.expanduser().is_absolute():
+            raise ValueError("must be an absolute path (a relative one would follow the directory "
+                             "a command runs in)")
+        return v.expanduser() if v is not None else None
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.workers > 1 and not self.redis_url:
@@ -97,6 +158,9 @@ class Settings(BaseSettings):
             raise ValueError("KEFU_LOGIN_DELAY_MAX must be at least KEFU_LOGIN_DELAY")
         if self.oa_aes_key and len(self.oa_aes_key) != 43:
             raise ValueError("KEFU_OA_AES_KEY (the EncodingAESKey) must be 43 characters")
+        if self.metrics_port and self.metrics_port in (self.port, self.push_port):
+            raise ValueError(f"KEFU_METRICS_PORT={self.metrics_port} is already KEFU_PORT or "
+                             "KEFU_PUSH_PORT: /metrics needs a port of its own (0 turns it off)")
         return self
 
     @property

@@ -1,10 +1,17 @@
-"""Prometheus metrics, served at /metrics. Per process: scrape each worker or aggregate upstream."""
+"""Prometheus metrics. Served on the metrics bind (`KEFU_METRICS_HOST:KEFU_METRICS_PORT`), summed over
+every worker of this machine by prometheus_client's multiprocess mode (see `metrics_server`).
+
+Gauges name how workers combine: `livesum` adds up the workers that are alive (a dead worker's
+sockets and queue are gone with it). docs/operations.md lists every metric; the alert rules and the
+dashboard in deploy/ use exactly these names (a test checks).
+"""
 
 from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-CONNECTIONS = Gauge("kefu_connections", "Open WebSocket connections", ["role"])
+CONNECTIONS = Gauge("kefu_connections", "Open WebSocket connections", ["role"],
+                    multiprocess_mode="livesum")
 FRAMES_IN = Counter("kefu_frames_in_total", "Text frames received")
 ERRORS_SENT = Counter("kefu_error_frames_total", "Error frames sent", ["code"])
 CLOSES = Counter("kefu_closes_total", "Connections closed by the server", ["code"])
@@ -12,8 +19,10 @@ MESSAGES_ACCEPTED = Counter("kefu_messages_accepted_total", "Chat messages accep
 MESSAGES_STORED = Counter("kefu_messages_stored_total", "Chat messages written to the database")
 WRITE_ERRORS = Counter("kefu_write_errors_total", "Failed database batch writes (retried)")
 WRITE_SECONDS = Histogram("kefu_write_batch_seconds", "Database batch write latency")
-JOURNAL_PENDING = Gauge("kefu_journal_pending", "Accepted messages not yet stored in the database")
-BROKER_RECONNECTS = Counter("kefu_broker_reconnects_total", "Broker subscriber connections restored")
+JOURNAL_PENDING = Gauge("kefu_journal_pending", "Accepted messages not yet stored in the database",
+                        multiprocess_mode="livesum")
+BROKER_RECONNECTS = Counter("kefu_broker_reconnects_total",
+                            "Times the broker lost its subscription connection and reconnected")
 ID_COLLISIONS = Counter("kefu_id_collisions_total",
                         "Rows refused because their id already names a different message")
 REDIS_RESTORES = Counter("kefu_redis_restores_total",

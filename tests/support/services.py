@@ -55,7 +55,7 @@ def drop_redis_prefix(prefix: str) -> None:
 
 @functools.cache
 def ensure_redis() -> None:
-    """Start the machine's Redis if it is down (the command the deployment notes give). Only the
+    """Start the machine's Redis if it is down (the command scripts/test gives). Only the
     tests that need Redis call this, so the pure tests run without it."""
     try:
         redis.Redis.from_url(REDIS_URL_BASE, socket_connect_timeout=2).ping()
