@@ -157,10 +157,13 @@ async def test_redis_restarted_empty_while_kefu_runs(redis_cluster, own_redis):
         await asyncio.to_thread(own_redis.start)
 
     await run_all(senders, [agent], 50, fault)
-    rows = settle(d, [*senders, agent])
-    check([*senders, agent], rows)
-    after = [i for led in senders for i in led.acked.values() if i not in before]
-    assert after and min(after) > max(before), "ids continue above every id handed out before the reset"
+    late = users([a, b], 2, "relate")  # new users, after the reset: new logins, new ids
+    await asyncio.gather(*(led.run(5, timeout=30) for led in late))
+    await agent.final_sync()  # the agent sees the late ones too
+    rows = settle(d, [*senders, agent, *late])
+    check([*senders, agent, *late], rows)
+    after = [i for led in late for i in led.acked.values()]
+    assert min(after) > max(before), "ids continue above every id handed out before the reset"
     assert a.proc.poll() is None and b.proc.poll() is None
 
 

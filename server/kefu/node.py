@@ -13,6 +13,7 @@ import logging
 import time
 from typing import Any
 
+from kefu import metrics
 from kefu.broker.base import Broker
 from kefu.core.push import push_envelope
 from kefu.core.routing import (
@@ -89,7 +90,10 @@ class Node:
         """Durable, relayed and with its id when this returns (or `Unavailable`)."""
         draft = Draft(ts=now_ms(), openid=req.openid, sender=who.role, msg=req.msg, agent_id=who.agent_id,
                       agent=who.agent_name, cmid=req.cmid)
-        return await self.journal.accept(draft, origin)
+        accepted = await self.journal.accept(draft, origin)
+        if not accepted.dup:
+            metrics.MESSAGES_ACCEPTED.labels(who.role).inc()
+        return accepted
 
     async def since(self, who: Identity, after: int, limit: int) -> tuple[list[Message], bool]:
         """Messages after `after` that `who` may see, oldest first: every one with an id up to the
