@@ -159,7 +159,8 @@ async def test_redis_restarted_empty_while_kefu_runs(redis_cluster, own_redis):
     await run_all(senders, [agent], 50, fault)
     late = users([a, b], 2, "relate")  # new users, after the reset: new logins, new ids
     await asyncio.gather(*(led.run(5, timeout=30) for led in late))
-    await agent.final_sync()  # the agent sees the late ones too
+    for led in [*late, agent]:  # the agent sees the late ones too
+        await led.final_sync()
     rows = settle(d, [*senders, agent, *late])
     check([*senders, agent, *late], rows)
     after = [i for led in late for i in led.acked.values()]
