@@ -14,6 +14,7 @@ from kefu import engines, migrate
 from kefu.config import Settings
 from kefu.http.admin import admin_api
 from kefu.http.api import api
+from kefu.http.desk import desk_api
 from kefu.http.errors import error_response
 from kefu.paths import bundled
 from kefu.qr import install as install_qr
@@ -40,6 +41,7 @@ def create_app(settings: Settings | None = None) -> Sanic:
 
     app.blueprint(api)
     app.blueprint(admin_api)
+    app.blueprint(desk_api)
     app.add_websocket_route(chat_socket, "/ws")
     app.error_handler.add(Exception, error_response)
 

@@ -77,6 +77,12 @@ class Settings(BaseSettings):
     real_ip_header: str = ""
     forwarded_secret: str = ""
 
+    # -- the team console (docs/console.md) --
+    auto_assign: bool = True
+    assign_limit: int = Field(5, ge=0, le=10_000)
+    typing_interval: float = Field(2.0, ge=0.1, le=60)
+    avatar_max_bytes: int = Field(131_072, ge=1024, le=1_048_576)
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.workers > 1 and not self.redis_url:
