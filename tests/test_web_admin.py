@@ -88,6 +88,8 @@ class Console:
 @pytest.fixture
 async def console(browser: Browser, srv) -> AsyncIterator[Console]:  # type: ignore[no-untyped-def]
     ctx = await browser.new_context(viewport={"width": 1280, "height": 800}, locale="zh-CN")
+    # These tests read the English option of the console (test_web_admin_team.py reads the Chinese).
+    await ctx.add_init_script("localStorage.setItem('kefu.lang', 'en')")
     c = Console(await ctx.new_page(), srv.base_url)
     yield c
     await ctx.close()
