@@ -202,7 +202,7 @@ async def test_transfer_resolve_reopen_typing_and_notes_the_user_never_sees(redi
     r = httpx.get(f"{a.base_url}/api/conversations/{openid}/messages",
                   headers={"Authorization": f"Bearer {u.token}"})  # type: ignore[attr-defined]
     assert [m["msg"] for m in r.json()["messages"]] == ["还有一个问题", "已为您退款", "订单有问题"]
-    h = httpx.get(f"{b.base_url}/api/conversations/{openid}/messages",
+    h = httpx.get(f"{b.base_url}/api/conversations/{openid}/messages", params={"kinds": "all"},
                   headers={"Authorization": f"Bearer {b.agent_token('frank')}"}).json()["messages"]
     assert [m["id"] for m in h if m.get("kind") == "note" and m["msg"] == "VIP：先退款"] == [ack["id"]]
     events = [m["meta"]["event"] for m in h if m.get("kind") == "event"][::-1]

@@ -155,10 +155,12 @@ class Node:
             out.append(m)
         return out, len(out) < len(merged)
 
-    async def history(self, who: Identity, openid: str, before: int | None, limit: int) -> list[Message]:
+    async def history(self, who: Identity, openid: str, before: int | None, limit: int,
+                      everything: bool = False) -> list[Message]:
         """Newest first, paging back with `before`; includes messages still in the journal. A user
-        sees only what is for users (no notes, no status events)."""
-        for_user = who.role == "user"
+        sees only what is for users; agents see notes and status events when they ask
+        (`everything`: the team console)."""
+        for_user = who.role == "user" or not everything
         snap = await self.journal.snapshot(openid, 0)
         stored = await self.messages.history(openid, before, limit, upto=snap.cap, for_user=for_user)
         pending = [m for m in snap.pending

@@ -65,8 +65,10 @@ export class Api {
     return this.request('GET', '/api/conversations', { query: { before, limit } });
   }
 
-  messages(openid, before, limit = 30) {
-    return this.request('GET', `/api/conversations/${encodeURIComponent(openid)}/messages`, { query: { before, limit } });
+  /** A page of history; `all`: with private notes and status events (the team console). */
+  messages(openid, before, limit = 30, all = false) {
+    const query = all ? { before, limit, kinds: 'all' } : { before, limit };
+    return this.request('GET', `/api/conversations/${encodeURIComponent(openid)}/messages`, { query });
   }
 
   // ---- the team console (docs/protocol.md §10)

@@ -557,7 +557,7 @@ export class ConsoleClient {
     this.timeline.forgetThreads(openid);
     if (!openid || !this.timeline.threads.has(openid)) return;
     const gen = this.sessionGen;
-    this.api.messages(openid, undefined, HISTORY_PAGE).then((r) => {
+    this.api.messages(openid, undefined, HISTORY_PAGE, this.team).then((r) => {
       if (gen !== this.sessionGen) return;
       for (const m of r?.messages || []) this.ingest(m, { count: false });
       if (this.openId === openid && this.isWatching()) this.markOpenRead();
@@ -587,7 +587,7 @@ export class ConsoleClient {
     t.error = null;
     this.changed();
     try {
-      const r = await this.api.messages(openid, first ? undefined : t.nextBefore, HISTORY_PAGE);
+      const r = await this.api.messages(openid, first ? undefined : t.nextBefore, HISTORY_PAGE, this.team);
       if (gen !== this.sessionGen || this.timeline.threads.get(openid) !== t) return false;
       for (const m of r.messages || []) if (m?.openid === openid) this.ingest(m, { count: false });
       t.nextBefore = r.next_before ?? null;
