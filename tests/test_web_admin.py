@@ -340,6 +340,7 @@ async def test_infinite_scroll_loads_older_history_once(browser, redis_deploymen
     srv = redis_deployment.server(KEFU_RATE_PER_SEC="1000", KEFU_RATE_BURST="1000")
     srv.create_agent(AGENT, PASSWORD)
     ctx = await browser.new_context(viewport={"width": 1280, "height": 800})
+    await ctx.add_init_script("localStorage.setItem('kefu.lang', 'en')")
     console = Console(await ctx.new_page(), srv.base_url)
     client, openid = await user(srv, "chatty")
     texts = [f"message {i:03d}" for i in range(1, 86)]
