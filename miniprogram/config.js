@@ -42,6 +42,14 @@ module.exports = {
   resendDelay: 2000,
   resendMaxDelay: 30000,
 
+  // Typing: tell the agent at most this often while the user types; show the agent's typing this
+  // long after their last typing frame (docs/protocol.md §10.4).
+  typingInterval: 2000,
+  typingShownFor: 5000,
+
+  // Language of the sample's text: 'zh-CN' (default) or 'en' (miniprogram/i18n.js).
+  lang: 'zh-CN',
+
   // Backend pushes (any JSON object pushed to this user) kept in getState().pushes, newest last.
   maxPushes: 20,
 

@@ -88,6 +88,8 @@ class Console:
 @pytest.fixture
 async def console(browser: Browser, srv) -> AsyncIterator[Console]:  # type: ignore[no-untyped-def]
     ctx = await browser.new_context(viewport={"width": 1280, "height": 800}, locale="zh-CN")
+    # These tests read the English option of the console (test_web_admin_team.py reads the Chinese).
+    await ctx.add_init_script("localStorage.setItem('kefu.lang', 'en')")
     c = Console(await ctx.new_page(), srv.base_url)
     yield c
     await ctx.close()
@@ -219,7 +221,7 @@ async def test_live_list_unread_badge_open_read_receipt_and_reply(console, srv):
     await expect(page).to_have_title("(2) kefu")
 
     await console.reply("您好！已为您查询，包裹明天送达 🚚")
-    got = await alice_user.recv_until(lambda f: f.get("from") == "agent")
+    got = await alice_user.recv_until(lambda f: f.get("from") == "agent" and "msg" in f)
     assert got["msg"] == "您好！已为您查询，包裹明天送达 🚚" and got["agent"] == AGENT
     sent = console.message("包裹明天送达")
     await expect(sent.locator(".status")).to_have_text("sent")
@@ -234,7 +236,7 @@ async def test_live_list_unread_badge_open_read_receipt_and_reply(console, srv):
     await box.type("第二行 line two")
     await expect(box).to_have_value("第一行 line one\n第二行 line two")
     await box.press("Enter")
-    got = await alice_user.recv_until(lambda f: f.get("from") == "agent")
+    got = await alice_user.recv_until(lambda f: f.get("from") == "agent" and "msg" in f)
     assert got["msg"] == "第一行 line one\n第二行 line two"
     two_lines = console.message("第一行")
     await expect(two_lines.locator(".status")).to_have_text("sent")
@@ -259,8 +261,12 @@ async def test_several_conversations_sorted_by_activity_with_their_own_badges(co
     headphones, hp_id = await user(srv, "customer-headphones")
     refund, refund_id = await user(srv, "customer-refund")
     address, address_id = await user(srv, "customer-address")
-    srv.create_agent("bob", PASSWORD)
+    # bob, an admin who is away, takes no conversations but may answer any (auto-assignment gives
+    # them all to alice, so her "mine" view lists all three).
+    srv.cli("create-agent", "bob", "--admin", "--password", PASSWORD)
     colleague = await WsClient.connect(srv.ws_url, srv.agent_token("bob", PASSWORD))
+    await colleague.send({"cmd": "presence", "status": "away"})
+    await asyncio.sleep(0.5)
 
     await say(refund, "我想申请退货，衣服尺码不合适", "f-1")
     await colleague.send({"type": 1, "openid": refund_id, "msg": "好的，请在订单页点击「申请售后」",
@@ -321,7 +327,7 @@ async def test_message_text_is_never_markup_and_long_text_wraps(console, srv):
 
     # The agent's own reply with the payload is sent as text and shown as text.
     await console.reply(XSS)
-    got = await client.recv_until(lambda f: f.get("from") == "agent")
+    got = await client.recv_until(lambda f: f.get("from") == "agent" and "msg" in f)
     assert got["msg"] == XSS
     await expect(console.message("onerror").last.locator(".status")).to_have_text("sent")
     assert await page.locator("#message-list img").count() == 0
@@ -334,6 +340,7 @@ async def test_infinite_scroll_loads_older_history_once(browser, redis_deploymen
     srv = redis_deployment.server(KEFU_RATE_PER_SEC="1000", KEFU_RATE_BURST="1000")
     srv.create_agent(AGENT, PASSWORD)
     ctx = await browser.new_context(viewport={"width": 1280, "height": 800})
+    await ctx.add_init_script("localStorage.setItem('kefu.lang', 'en')")
     console = Console(await ctx.new_page(), srv.base_url)
     client, openid = await user(srv, "chatty")
     texts = [f"message {i:03d}" for i in range(1, 86)]
@@ -400,7 +407,7 @@ async def test_reconnects_after_a_restart_and_shows_everything_exactly_once(cons
 
     await pending.locator("button.retry").click()
     await expect(pending.locator(".status")).to_have_text("sent")
-    got = await client.recv_until(lambda f: f.get("from") == "agent")
+    got = await client.recv_until(lambda f: f.get("from") == "agent" and "msg" in f)
     assert got["msg"] == "稍等，我帮您查一下"
 
     await say(client, "after reconnect", "r-3")

@@ -109,6 +109,9 @@ function createKefu(options) {
     pushes: [],
     unread: 0, countFloor: Infinity, chatVisible: false, readSentUpto: 0, badgeDirty: false,
     agentReadUpto: 0,
+    // The team (docs/protocol.md §10): the agent typing now (until when), the agent who answers.
+    agentTyping: null, agentTypingUntil: 0, agentTypingTimer: null, agentName: "", agentNameId: 0,
+    typingSentAt: -Infinity,
     listeners: {}
   };
 
@@ -283,6 +286,11 @@ function createKefu(options) {
       msg: m.msg };
     if (m.agent) msg.agent = m.agent;
     if (m.cmid) msg.cmid = m.cmid;
+    if (msg.from === 'agent' && msg.agent && (!S.agentNameId || msg.id >= S.agentNameId)) {
+      S.agentName = msg.agent;
+      S.agentNameId = msg.id;
+      if (source === 'live') stopAgentTyping();
+    }
     var i = S.messages.length;
     while (i > 0 && S.messages[i - 1].id > msg.id) i--;
     S.messages.splice(i, 0, msg);
@@ -682,9 +690,66 @@ function createKefu(options) {
       case 'resync':
         onResync(f);
         break;
+      case 'typing':
+        if (f.from === 'agent') onAgentTyping(f);
+        break;
       default:
         break; // a protocol frame this client does not know: ignored
     }
+  }
+
+  // The agent is typing (a frame at most every couple of seconds while they type): shown for
+  // config.typingShownFor after the last one, or until their message arrives.
+  function onAgentTyping(f) {
+    S.agentTyping = f.agent || S.agentName || '';
+    if (f.agent) S.agentName = f.agent;
+    S.agentTypingUntil = now() + config.typingShownFor;
+    cancel(S.agentTypingTimer);
+    S.agentTypingTimer = later(function () { S.agentTypingTimer = null; stopAgentTyping(); changed(); },
+      config.typingShownFor);
+    emit('typing', { agent: S.agentTyping });
+    changed();
+  }
+
+  function stopAgentTyping() {
+    S.agentTyping = null;
+    S.agentTypingUntil = 0;
+    cancel(S.agentTypingTimer);
+    S.agentTypingTimer = null;
+  }
+
+  // The user is typing: tell the agent, at most once per config.typingInterval. Never queued.
+  function typing() {
+    var t = now();
+    if (t - S.typingSentAt < config.typingInterval) return false;
+    if (!sendFrame({ cmd: 'typing' })) return false;
+    S.typingSentAt = t;
+    return true;
+  }
+
+  // The nickname from <input type="nickname"> (docs/protocol.md §10.5).
+  function setNickname(nickname) {
+    return request('POST', '/api/me/profile', { nickname: String(nickname || '').trim() || null });
+  }
+
+  // The temporary path from <button open-type="chooseAvatar"> (its bindchooseavatar event's
+  // detail.avatarUrl) is only valid on the phone for a while: upload it with wx.uploadFile.
+  function uploadAvatar(tempPath) {
+    return ensureLogin().then(function (token) {
+      return new Promise(function (resolve, reject) {
+        wx.uploadFile({
+          url: baseUrl + '/api/me/avatar', filePath: tempPath, name: 'file',
+          header: { Authorization: 'Bearer ' + token },
+          success: function (res) {
+            var body = res.data;
+            try { body = typeof body === 'string' ? JSON.parse(body) : body; } catch (e) { body = {}; }
+            if (res.statusCode >= 200 && res.statusCode < 300) resolve(body);
+            else reject(makeError((body && body.error) || 'http_' + res.statusCode, body && body.message, res.statusCode));
+          },
+          fail: function (res) { reject(makeError('network', (res && res.errMsg) || 'upload failed')); }
+        });
+      });
+    });
   }
 
   // A backend push (docs/protocol.md §8): any JSON object that is neither a protocol frame nor a
@@ -899,7 +964,9 @@ function createKefu(options) {
       hasOlder: !!(S.historyLoaded && S.historyBefore),
       epoch: S.epoch,
       lastId: S.lastId,
-      pushes: S.pushes.slice()
+      pushes: S.pushes.slice(),
+      agentTyping: S.agentTyping,
+      agentName: S.agentName
     };
   }
 
@@ -912,6 +979,9 @@ function createKefu(options) {
     onPush: function (fn) { return on('push', fn); },
     send: send,
     retry: retry,
+    typing: typing,
+    setNickname: setNickname,
+    uploadAvatar: uploadAvatar,
     request: request,
     login: login,
     loadOlder: loadOlder,

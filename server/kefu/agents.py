@@ -23,6 +23,7 @@ MIN_PASSWORD, MAX_PASSWORD = 8, 1024
 MAX_AGENT_ID = 2**31 - 1  # agents.id is a 32-bit INT
 
 Kick = Callable[[int], Awaitable[None]]
+Requeue = Callable[[int, str], Awaitable[None]]
 
 
 def check_name(name: object) -> str:
@@ -38,10 +39,12 @@ def check_password(password: object) -> str:
 
 
 class AgentAdmin:
-    def __init__(self, accounts: AccountStore, tokens: TokenStore, kick: Kick) -> None:
+    def __init__(self, accounts: AccountStore, tokens: TokenStore, kick: Kick,
+                 requeue: Requeue | None = None) -> None:
         self.accounts = accounts
         self.tokens = tokens
         self.kick = kick
+        self.requeue = requeue  # a disabled or deleted agent's conversations go back to the queue
 
     async def get(self, agent_id: int) -> AgentAccount:
         account = await self.accounts.agent(agent_id) if 1 <= agent_id <= MAX_AGENT_ID else None
@@ -76,6 +79,8 @@ class AgentAdmin:
         await self.accounts.set_disabled(agent_id, disabled)
         if disabled:
             await self._cut_off(agent_id, "disabled")
+            if self.requeue is not None:
+                await self.requeue(agent_id, "disabled")
         else:
             log.info("agent id %d enabled", agent_id)
         return await self.get(agent_id)
@@ -90,6 +95,8 @@ class AgentAdmin:
         account = await self.get(agent_id)
         await self.accounts.delete_agent(agent_id)
         await self._cut_off(agent_id, f"deleted ({account.name})")
+        if self.requeue is not None:
+            await self.requeue(agent_id, "deleted")
 
     async def _cut_off(self, agent_id: int, why: str) -> None:
         revoked = await self.tokens.revoke_agent(agent_id)

@@ -18,6 +18,7 @@ from kefu import engines, health, logs, metrics_server, migrate
 from kefu.config import Settings
 from kefu.http.admin import admin_api
 from kefu.http.api import api
+from kefu.http.desk import desk_api
 from kefu.http.errors import error_response
 from kefu.paths import bundled
 from kefu.preflight import database_label, redis_label
@@ -47,6 +48,7 @@ def create_app(settings: Settings | None = None) -> Sanic:
 
     app.blueprint(api)
     app.blueprint(admin_api)
+    app.blueprint(desk_api)
     app.add_websocket_route(chat_socket, "/ws")
     app.error_handler.add(Exception, error_response)
     health.install(app)  # /metrics is not here: it has its own bind (metrics_server)

@@ -115,6 +115,12 @@ class Settings(BaseSettings):
     metrics_dir: Path | None = None
     ready_timeout: float = Field(1.0, gt=0, le=30)
 
+    # -- the team console (docs/console.md) --
+    auto_assign: bool = True
+    assign_limit: int = Field(5, ge=0, le=10_000)
+    typing_interval: float = Field(2.0, ge=0.1, le=60)
+    avatar_max_bytes: int = Field(131_072, ge=1024, le=1_048_576)
+
     @classmethod
     def settings_customise_sources(
         cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,

@@ -18,6 +18,7 @@ from kefu.node import Node
 from kefu.store.accounts import AccountStore, PasswordHashing
 from kefu.store.engine import make_engine
 from kefu.store.messages import MessageStore
+from kefu.store.presence import RedisPresence
 from kefu.store.tokens import AgentCheckedTokens, RedisTokenStore, SqlTokenStore
 
 
@@ -36,7 +37,8 @@ class Engines:
 
 def limits_of(s: Settings) -> Limits:
     return Limits(max_message_bytes=s.max_message_bytes, heartbeat_timeout=s.heartbeat_timeout,
-                  rate_per_sec=s.rate_per_sec, rate_burst=s.rate_burst, error_strikes=s.error_strikes)
+                  rate_per_sec=s.rate_per_sec, rate_burst=s.rate_burst, error_strikes=s.error_strikes,
+                  typing_interval=s.typing_interval)
 
 
 def build(s: Settings) -> Engines:
@@ -54,12 +56,13 @@ def build(s: Settings) -> Engines:
                                  s.writer_claim_idle_ms, s.dedupe_ttl),
             messages=messages, accounts=accounts,
             tokens=AgentCheckedTokens(RedisTokenStore(redis, s.redis_prefix), accounts),
-            limits=limits_of(s))
+            limits=limits_of(s), presence=RedisPresence(redis, s.redis_prefix),
+            assign_limit=s.assign_limit, auto_assign=s.auto_assign)
         return Engines(node, db, redis)
     broker = LocalBroker()
     node = Node(
         broker=broker,
         journal=EmbeddedJournal(messages, broker, s.writer_batch, s.writer_retry_max, s.dedupe_ttl),
         messages=messages, accounts=accounts, tokens=AgentCheckedTokens(SqlTokenStore(db), accounts),
-        limits=limits_of(s))
+        limits=limits_of(s), assign_limit=s.assign_limit, auto_assign=s.auto_assign)
     return Engines(node, db, None)

@@ -158,3 +158,27 @@ def translate(exc: BaseException) -> KefuError | None:
     if is_infrastructure(exc):
         return Unavailable("a backing store is unavailable, retry later")
     return None
+
+
+class Taken(Conflict):
+    """A claim lost: someone else holds the conversation (`holder` says who, for the frame)."""
+
+    code = "taken"
+
+    def __init__(self, message: str = "", *, cmid: str | None = None, openid: str = "",
+                 holder: dict[str, Any] | None = None) -> None:
+        super().__init__(message, cmid=cmid)
+        self.openid = openid
+        self.holder = holder
+
+    def frame(self) -> dict[str, Any]:
+        return {**super().frame(), "openid": self.openid, "assignee": self.holder}
+
+    def body(self) -> dict[str, Any]:
+        return {**super().body(), "openid": self.openid, "assignee": self.holder}
+
+
+class NotAssignee(Forbidden):
+    """An agent acting on a conversation another agent holds (only its holder and admins may)."""
+
+    code = "not_assignee"

@@ -18,17 +18,24 @@ from kefu.broker.base import Broker
 from kefu.core.push import push_envelope
 from kefu.core.routing import (
     AGENTS,
+    DESK,
+    Envelope,
     conversation_channels,
     kick_envelope,
     read_envelope,
+    typing_channel,
+    typing_envelope,
 )
 from kefu.core.session import Accepted, Limits
+from kefu.desk import Desk
 from kefu.errors import Close
 from kefu.hub import Hub
 from kefu.journal.base import Draft, Journal
-from kefu.protocol import Identity, Message, Role, SendMessage, agent_channel, user_channel
+from kefu.protocol import Identity, Message, Note, Role, SendMessage, Typing, agent_channel, user_channel
 from kefu.store.accounts import AccountStore
+from kefu.store.desk import DeskStore
 from kefu.store.messages import MessageStore
+from kefu.store.presence import MemoryPresence, PresenceStore
 from kefu.store.tokens import TokenStore, digest
 
 log = logging.getLogger(__name__)
@@ -47,7 +54,8 @@ def _merge(stored: list[Message], pending: list[Message]) -> list[Message]:
 
 class Node:
     def __init__(self, *, broker: Broker, journal: Journal, messages: MessageStore, accounts: AccountStore,
-                 tokens: TokenStore, limits: Limits) -> None:
+                 tokens: TokenStore, limits: Limits, presence: PresenceStore | None = None,
+                 assign_limit: int = 5, auto_assign: bool = True) -> None:
         self.broker = broker
         self.journal = journal
         self.messages = messages
@@ -55,14 +63,30 @@ class Node:
         self.tokens = tokens
         self.limits = limits
         self.hub = Hub(broker)
+        self.desk = Desk(store=DeskStore(messages.engine), presence=presence or MemoryPresence(),
+                         broker=broker, local_channels=lambda: self.hub.channels, accept=self.journal.accept,
+                         default_limit=assign_limit, auto_assign=auto_assign)
         self.epoch = ""
         self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self.epoch = await self.messages.epoch()
-        await self.broker.start(self.hub.on_envelope, self.hub.on_gap)
+        await self.broker.start(self._on_envelope, self._on_gap)
         await self.journal.start()
+        await self.desk.start()
         self._sweeper = asyncio.create_task(self._sweep_idle())
+
+    def _on_envelope(self, channel: str, env: Envelope) -> None:
+        """Desk changes update this node's team cache, then go to its agent sockets."""
+        if channel == DESK:
+            self.desk.team.apply(env.frame)
+            self.hub.on_envelope(AGENTS, env)
+            return
+        self.hub.on_envelope(channel, env)
+
+    def _on_gap(self) -> None:
+        self.hub.on_gap()
+        self.desk.spawn(self.desk.refresh(), "reloading assignments after a broker gap")
 
     async def close_sockets(self) -> None:
         """First half of a drain: tell every socket we are going away."""
@@ -75,6 +99,7 @@ class Node:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
+        await self.desk.stop()
         await self.journal.stop(flush_timeout)
         await self.broker.stop()
 
@@ -87,21 +112,42 @@ class Node:
     # ---- messages ------------------------------------------------------------------------------
 
     async def accept(self, who: Identity, req: SendMessage, origin: str = "") -> Accepted:
-        """Durable, relayed and with its id when this returns (or `Unavailable`)."""
+        """Durable, relayed and with its id when this returns (or `Unavailable`). An agent may
+        answer a conversation they hold or one nobody holds (admins: any); a user's message
+        reopens or assigns their conversation (off the ack's path)."""
+        if who.role == "agent":
+            self.desk.check_may_answer(who, req.openid, req.cmid)
         draft = Draft(ts=now_ms(), openid=req.openid, sender=who.role, msg=req.msg, agent_id=who.agent_id,
                       agent=who.agent_name, cmid=req.cmid)
-        accepted = await self.journal.accept(draft, origin)
-        if not accepted.dup:
+        result = await self.journal.accept(draft, origin)
+        if not result.dup:
             metrics.MESSAGES_ACCEPTED.labels(who.role).inc()
-        return accepted
+            if who.role == "user":
+                self.desk.spawn(self.desk.on_user_message(req.openid), "assigning a conversation")
+        return result
 
-    async def since(self, who: Identity, after: int, limit: int) -> tuple[list[Message], bool]:
+    async def note(self, who: Identity, req: Note, origin: str = "") -> Accepted:
+        """A private note: stored and relayed like a message, but only ever to agents."""
+        self.desk.check_may_answer(who, req.openid, req.cmid)
+        draft = Draft(ts=now_ms(), openid=req.openid, sender="agent", msg=req.msg, agent_id=who.agent_id,
+                      agent=who.agent_name, cmid=req.cmid, kind="note")
+        return await self.journal.accept(draft, origin)
+
+    async def typing(self, who: Identity, req: Typing, origin: str = "") -> None:
+        """Relayed to the other side of that conversation only; never stored."""
+        env = typing_envelope(req.openid, who.role, who.agent_name if who.role == "agent" else None, origin)
+        await self.broker.publish((typing_channel(req.openid, who.role),), env)
+
+    async def since(self, who: Identity, after: int, limit: int,
+                    everything: bool = False) -> tuple[list[Message], bool]:
         """Messages after `after` that `who` may see, oldest first: every one with an id up to the
-        last returned, stored or still in the journal (docs/architecture.md, "sync is exact")."""
+        last returned, stored or still in the journal (docs/architecture.md, "sync is exact").
+        Notes and status events only with `everything` (an agent's team console)."""
         openid = who.openid if who.role == "user" else None
+        for_user = not (everything and who.role == "agent")
         snap = await self.journal.snapshot(openid, after)  # first: see architecture.md
-        stored = await self.messages.after(openid, after, limit + 1, upto=snap.cap)
-        pending = [m for m in snap.pending if openid is None or m.for_user]
+        stored = await self.messages.after(openid, after, limit + 1, upto=snap.cap, for_user=for_user)
+        pending = [m for m in snap.pending if not for_user or m.for_user]
         merged = _merge(stored, pending)
         out: list[Message] = []
         size = 0
@@ -112,10 +158,12 @@ class Node:
             out.append(m)
         return out, len(out) < len(merged)
 
-    async def history(self, who: Identity, openid: str, before: int | None, limit: int) -> list[Message]:
+    async def history(self, who: Identity, openid: str, before: int | None, limit: int,
+                      everything: bool = False) -> list[Message]:
         """Newest first, paging back with `before`; includes messages still in the journal. A user
-        sees only what is for users (no notes, no status events)."""
-        for_user = who.role == "user"
+        sees only what is for users; agents see notes and status events when they ask
+        (`everything`: the team console)."""
+        for_user = who.role == "user" or not everything
         snap = await self.journal.snapshot(openid, 0)
         stored = await self.messages.history(openid, before, limit, upto=snap.cap, for_user=for_user)
         pending = [m for m in snap.pending

@@ -153,7 +153,56 @@ class MarkRead:
     upto: int | None
 
 
-ClientFrame = SendMessage | Ping | Sync | MarkRead
+@dataclass(frozen=True, slots=True)
+class Typing:
+    """The sender is typing in `openid`'s conversation: relayed, throttled, never stored."""
+
+    openid: str
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """An agent's private note in a conversation: stored (kind `note`), never shown to the user."""
+
+    openid: str
+    msg: str
+    cmid: str | None
+
+
+Lifecycle = Literal["claim", "release", "resolve", "reopen", "transfer"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeStatus:
+    """Claim from the queue, put back, resolve, reopen, or transfer (to `to`, with a `note`)."""
+
+    action: Lifecycle
+    openid: str
+    cmid: str | None = None
+    to: int | None = None
+    note: str = ""
+
+
+PRESENCE = ("online", "away")
+
+
+@dataclass(frozen=True, slots=True)
+class SetPresence:
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class JoinDesk:
+    """A team console opts in to team frames (presence, status changes, typing, notes, events);
+    `all`: an admin follows every conversation live, not only their own and the queue."""
+
+    all: bool
+
+
+ClientFrame = (SendMessage | Ping | Sync | MarkRead | Typing | Note | ChangeStatus | SetPresence
+               | JoinDesk)
+AGENT_ONLY_CMDS = ("note", "claim", "release", "resolve", "reopen", "transfer", "presence", "desk")
+NOTE_MAX = 4000  # characters of a transfer note
 
 
 def parse(text: str, who: Identity, max_message_bytes: int) -> ClientFrame:
@@ -181,7 +230,56 @@ def _parse_cmd(cmd: object, obj: dict[str, Any], who: Identity) -> ClientFrame:
         if upto is not None and not is_id(upto):
             raise BadFrame(f"read.upto must be an integer in 0..{MAX_ID}")
         return MarkRead(openid=conversation_of(obj.get("openid"), who), upto=upto)
+    if cmd == "typing":
+        return Typing(openid=conversation_of(obj.get("openid"), who))
+    if cmd in AGENT_ONLY_CMDS:
+        if who.role != "agent":
+            raise Forbidden(f"only agents may send {cmd}", cmid=_cmid(obj))
+        return _parse_agent_cmd(str(cmd), obj, who)
     raise UnknownCmd(f"unknown cmd {str(cmd)[:32]!r}")
+
+
+def _cmid(obj: dict[str, Any]) -> str | None:
+    cmid = obj.get("cmid")
+    if cmid is not None and not (isinstance(cmid, str) and CMID_RE.fullmatch(cmid)):
+        raise BadFrame("cmid must be 1-64 printable ASCII characters")
+    return cmid
+
+
+def _parse_agent_cmd(cmd: str, obj: dict[str, Any], who: Identity) -> ClientFrame:
+    if cmd == "presence":
+        status = obj.get("status")
+        if status not in PRESENCE:
+            raise BadFrame("presence.status must be \"online\" or \"away\"")
+        return SetPresence(status=str(status))
+    if cmd == "desk":
+        flag = obj.get("all", False)
+        if not isinstance(flag, bool):
+            raise BadFrame("desk.all must be true or false")
+        return JoinDesk(all=flag)
+    cmid = _cmid(obj)
+    try:
+        openid = conversation_of(obj.get("openid"), who)
+        if cmd == "note":
+            msg = obj.get("msg")
+            if not isinstance(msg, str) or not msg.strip():
+                raise BadFrame("msg must be a non-empty string")
+            if len(msg) > NOTE_MAX:
+                raise TooLarge(f"a note has at most {NOTE_MAX} characters")
+            return Note(openid=openid, msg=msg, cmid=cmid)
+        if cmd == "transfer":
+            to = obj.get("to")
+            if not isinstance(to, int) or isinstance(to, bool) or not 1 <= to < 2**31:
+                raise BadFrame("transfer.to must be an agent id")
+            note = obj.get("note", "")
+            if not isinstance(note, str) or len(note) > NOTE_MAX:
+                raise BadFrame(f"transfer.note must be a string of at most {NOTE_MAX} characters")
+            return ChangeStatus("transfer", openid, cmid, to=to, note=note.strip())
+    except KefuError as e:
+        e.cmid = cmid
+        raise
+    action: Lifecycle = cmd  # type: ignore[assignment]
+    return ChangeStatus(action, openid, cmid)
 
 
 def _parse_message(obj: dict[str, Any], who: Identity, max_message_bytes: int) -> SendMessage:
@@ -256,3 +354,10 @@ def sync_frame(after: int, messages: list[Message], more: bool, epoch: str) -> d
 def resync_frame(after: int | None = None) -> dict[str, Any]:
     """Fan-out to this socket may have had a gap: sync again (from `after` if it is lower)."""
     return {"cmd": "resync"} if after is None else {"cmd": "resync", "after": after}
+
+
+def typing_frame(openid: str, by: Role, agent: str | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"cmd": "typing", "openid": openid, "from": by}
+    if agent is not None:
+        out["agent"] = agent
+    return out

@@ -569,3 +569,32 @@ test('app.js and the pages wire the default instance into App() and Page()', { t
   home.onUnload();
   appInstance.onHide.call(appInstance);
 });
+
+test("the chat page shows the agent's typing and name; the user's typing reaches the agent, throttled", { timeout: TEST_TIMEOUT }, async () => {
+  const { agent, kefu, ctl, page, view, openid } = await launched({ page: 'shown', config: { typingShownFor: 1500 } });
+  agent.send({ cmd: 'desk' }); // a team console: it gets typing frames
+  await agent.waitFor((f) => f.cmd === 'desk', { what: 'the desk roster' });
+
+  agent.send({ cmd: 'typing', openid });
+  await waitFor(() => view.typingText === `${AGENT}正在输入…`, { what: 'the typing line' });
+  assert.equal(kefu.getState().agentTyping, AGENT);
+  await waitFor(() => view.typingText === '', { timeout: 4000, what: 'the typing line to fade' });
+
+  await sleep(700); // the server relays one typing frame per conversation every 2 s
+  agent.send({ cmd: 'typing', openid });
+  await waitFor(() => view.typingText !== '', { what: 'typing again' });
+  await agent.reply(openid, '您好，请问有什么可以帮您？');
+  await waitFor(() => view.items.some((i) => i.text === '您好，请问有什么可以帮您？'), { what: 'the reply' });
+  assert.equal(view.typingText, '', 'a message from the agent ends their typing at once');
+  assert.equal(view.servingText, `客服 ${AGENT} 为您服务`);
+  assert.equal(view.items.find((i) => i.text === '您好，请问有什么可以帮您？').sender, AGENT);
+
+  // Typing in the composer tells the agent, at most once per typingInterval.
+  page.onInput('你');
+  page.onInput('你好');
+  page.onInput('你好呀');
+  const typed = ctl.current().sentFrames((f) => f.cmd === 'typing');
+  assert.equal(typed.length, 1);
+  const got = await agent.waitFor((f) => f.cmd === 'typing' && f.from === 'user', { what: "the user's typing" });
+  assert.equal(got.openid, openid);
+});

@@ -12,7 +12,9 @@ from tests.support import services
 
 def stored_messages(deployment) -> list[dict]:  # type: ignore[no-untyped-def]
     """All rows of `messages`, ordered by id, straight from SQLite or MariaDB."""
-    q = "SELECT id, openid, sender, cmid, body FROM messages ORDER BY id"
+    # What users see (the chat); agents' notes and status events are not counted here.
+    q = ("SELECT id, openid, sender, cmid, body FROM messages WHERE kind IN ('text', 'image', 'card') "
+         "ORDER BY id")
     if deployment.database:
         with pymysql.connect(host=services.MYSQL_HOST, port=services.MYSQL_PORT, user="root", password="",
                              database=deployment.database, charset="utf8mb4") as c, c.cursor() as cur:

@@ -2,6 +2,8 @@
 // ever reaches the page through textContent / attributes set one by one: never innerHTML, so a
 // message like <img src=x onerror=alert(1)> shows as those characters.
 
+import { t, eventText } from './i18n.js';
+
 const BASE_TITLE = 'kefu';
 const AVATAR_COLORS = ['#1f6feb', '#0f9d58', '#e8710a', '#9334e6', '#d01884', '#12a4af', '#c5221f', '#5f6368'];
 
@@ -12,8 +14,9 @@ export function el(tag, className, text) {
   return e;
 }
 
-export function displayName(c) {
-  return c.nickname || c.openid;
+/** A customer's name: the profile's (a backend's, else the nickname the user set), else the openid. */
+export function displayName(c, profile = null) {
+  return profile?.name || c.nickname || c.openid;
 }
 
 function pad(n) { return String(n).padStart(2, '0'); }
@@ -25,7 +28,7 @@ export function shortTime(ts, now = new Date()) {
   if (d.toDateString() === now.toDateString()) return `${pad(d.getHours())}:${pad(d.getMinutes())}`;
   const y = new Date(now);
   y.setDate(now.getDate() - 1);
-  if (d.toDateString() === y.toDateString()) return 'Yesterday';
+  if (d.toDateString() === y.toDateString()) return t('day.yesterday');
   if (d.getFullYear() === now.getFullYear()) return `${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
 }
@@ -37,7 +40,7 @@ export function clockTime(ts) {
 
 function dayLabel(ts, now = new Date()) {
   const d = new Date(ts);
-  if (d.toDateString() === now.toDateString()) return 'Today';
+  if (d.toDateString() === now.toDateString()) return t('day.today');
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
 }
 
@@ -48,8 +51,9 @@ function avatarColor(s) {
 }
 
 /** A nickname's first character, or the last two of an openid (openids share their prefixes). */
-function avatarText(c) {
-  if (c.nickname) return [...c.nickname][0];
+function avatarText(c, profile) {
+  const name = profile?.name || c.nickname;
+  if (name) return [...name][0];
   return c.openid.slice(-2).toUpperCase();
 }
 
@@ -73,8 +77,32 @@ function placeChildren(parent, nodes) {
 function previewText(store, m) {
   if (!m) return '';
   const text = m.msg.replace(/\s+/g, ' ').trim();
-  if (m.from === 'agent') return `${store.isMine(m) ? 'You' : m.agent || 'Agent'}: ${text}`;
+  if (m.from === 'agent') return `${store.isMine(m) ? t('msg.you') : m.agent || t('msg.agent')}: ${text}`;
   return text;
+}
+
+/** An avatar: the profile's picture (an http(s) or kefu URL), else initials on a colour. */
+export function fillAvatar(box, c, profile) {
+  const url = profile?.avatar;
+  const img = box.querySelector('img');
+  if (url && /^(https?:\/\/|\/api\/avatars\/)/.test(url)) {
+    if (!img || img.getAttribute('src') !== url) {
+      const e = document.createElement('img');
+      e.alt = '';
+      e.referrerPolicy = 'no-referrer';
+      e.src = url;
+      box.replaceChildren(e);
+    }
+  } else {
+    if (img || box.textContent !== avatarText(c, profile)) box.textContent = avatarText(c, profile);
+  }
+  box.style.background = avatarColor(c.openid);
+}
+
+function statusText(s) {
+  if (!s) return '';
+  if (s.status === 'assigned') return t('status.assigned', { name: s.assignee?.name || '' });
+  return t(`status.${s.status}`);
 }
 
 function conversationItem(openid, onOpen) {
@@ -82,7 +110,8 @@ function conversationItem(openid, onOpen) {
   li.dataset.openid = openid;
   li.tabIndex = 0;
   li.setAttribute('role', 'button');
-  li.append(el('div', 'avatar'), el('span', 'who'), el('span', 'time'), el('span', 'preview'), el('span', 'badge'));
+  li.append(el('div', 'avatar'), el('span', 'who'), el('span', 'time'), el('span', 'preview'), el('span', 'badge'),
+    el('span', 'state'));
   li.addEventListener('click', () => onOpen(openid));
   li.addEventListener('keydown', (e) => {
     if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); onOpen(openid); }
@@ -92,12 +121,16 @@ function conversationItem(openid, onOpen) {
 
 export function renderConversationList(ul, store, { onOpen }) {
   const existing = new Map([...ul.children].map((li) => [li.dataset.openid, li]));
-  const nodes = store.sortedConversations().map((c) => {
+  const nodes = store.listConversations().map((c) => {
     const li = existing.get(c.openid) || conversationItem(c.openid, onOpen);
-    const name = displayName(c);
-    const [avatar, who, time, preview, badge] = li.children;
-    avatar.textContent = avatarText(c);
-    avatar.style.background = avatarColor(c.openid);
+    const team = store.team ? store.desk.of(c.openid) : null;
+    const name = displayName(c, team?.profile);
+    const [avatar, who, time, preview, badge, state] = li.children;
+    fillAvatar(avatar, c, team?.profile);
+    state.textContent = team ? statusText(team) : '';
+    state.hidden = !team;
+    li.dataset.status = team?.status || '';
+    li.classList.toggle('typing', !!team && store.desk.isTyping(c.openid));
     who.textContent = name;
     who.title = c.openid;
     time.textContent = shortTime(c.last?.ts);
@@ -122,7 +155,7 @@ function messageKey(m, store) {
 }
 
 /** Why a reply failed, for codes the client sets itself (the server's errors carry their own text). */
-const ERROR_TEXT = { no_ack: 'No confirmation from the server.' };
+const ERROR_TEXT = { no_ack: () => t('msg.no_ack') };
 
 function messageItem() {
   const li = el('li', 'message');
@@ -137,12 +170,12 @@ function fillStatus(box, status, error, onRetry) {
   box.replaceChildren();
   box.title = error || '';
   if (status === 'failed') {
-    const retry = el('button', 'link retry', 'retry');
+    const retry = el('button', 'link retry', t('msg.retry'));
     retry.type = 'button';
     retry.addEventListener('click', onRetry);
-    box.append(el('span', 'status-text', 'failed – '), retry);
+    box.append(el('span', 'status-text', t('msg.failed')), retry);
   } else {
-    box.append(el('span', 'status-text', { sending: 'sending...', sent: 'sent', read: 'read' }[status] || status));
+    box.append(el('span', 'status-text', { sending: t('msg.sending'), sent: t('msg.sent'), read: t('msg.read') }[status] || status));
   }
 }
 
@@ -180,17 +213,28 @@ export function renderThread(ol, store, openid, { onRetry }) {
 
   for (const m of msgs) {
     day(m.ts);
+    if (m.kind === 'event') { // a status change: a line across the thread, not a bubble
+      const li = add(`e:${m.id}`, () => el('li', 'event'));
+      li.dataset.id = String(m.id);
+      li.dataset.event = m.meta?.event || '';
+      li.textContent = `${eventText(m.meta || {})} · ${clockTime(m.ts)}`;
+      prev = null;
+      continue;
+    }
     const li = add(messageKey(m, store), messageItem);
     const mine = store.isMine(m);
     li.dataset.id = String(m.id);
     li.dataset.from = m.from;
     const side = mine ? 'mine' : m.from === 'agent' ? 'mine agent-other' : 'theirs';
-    li.className = `message ${side}${grouped(`${m.from}:${m.agent || ''}`, m.ts)}`;
+    const note = m.kind === 'note';
+    li.className = `message ${side}${note ? ' note' : ''}${grouped(`${m.from}:${m.agent || ''}:${note}`, m.ts)}`;
     const [meta, bubble, status] = li.children;
-    meta.textContent = m.from === 'agent' && !mine ? `${m.agent || 'Agent'} · ${clockTime(m.ts)}` : clockTime(m.ts);
+    const label = note ? `${t('msg.note')} · ` : '';
+    meta.textContent = m.from === 'agent' && !mine ? `${label}${m.agent || t('msg.agent')} · ${clockTime(m.ts)}`
+      : `${label}${clockTime(m.ts)}`;
     meta.title = new Date(m.ts).toLocaleString();
     if (bubble.textContent !== m.msg) bubble.textContent = m.msg;
-    if (m.from === 'agent') {
+    if (m.from === 'agent' && !note) {
       status.hidden = false;
       fillStatus(status, conv.userReadUpto >= m.id ? 'read' : 'sent', null, null);
     } else {
@@ -208,7 +252,7 @@ export function renderThread(ol, store, openid, { onRetry }) {
     meta.textContent = clockTime(p.createdAt);
     if (bubble.textContent !== p.msg) bubble.textContent = p.msg;
     status.hidden = false;
-    fillStatus(status, p.status, p.error || ERROR_TEXT[p.errorCode] || p.errorCode, () => onRetry(p.cmid));
+    fillStatus(status, p.status, p.error || ERROR_TEXT[p.errorCode]?.() || p.errorCode, () => onRetry(p.cmid));
   }
   placeChildren(ol, nodes);
 }

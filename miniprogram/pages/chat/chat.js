@@ -2,7 +2,8 @@
 var logic = require('./logic.js');
 
 Page({
-  data: { items: [], input: '', status: 'idle', statusText: '', hasOlder: false, scrollInto: '' },
+  data: { items: [], input: '', status: 'idle', statusText: '', hasOlder: false, scrollInto: '', typingText: '',
+    servingText: '', i18n: {} },
 
   onLoad: function () {
     var page = this;

@@ -1,26 +1,26 @@
 // Chat page behaviour, kept out of Page() so it runs (and is tested) anywhere: chat.js only wires
 // these functions to the page's lifecycle and events.
 
-var STATUS_TEXT = {
-  idle: '',
-  connecting: '正在连接客服…',
-  open: '',
-  offline: '网络已断开，正在重连…（消息会在恢复后发送）',
-  blocked: '连接被服务器拒绝，点击重新连接',
-  stopped: ''
-};
+var i18n = require('../../i18n.js');
+var t = i18n.t;
 
-var STATE_TEXT = { sending: '发送中', retrying: '发送中（稍后重试）', sent: '未读', read: '已读', failed: '发送失败，点击重试' };
+function texts(prefix, keys) {
+  var out = {};
+  keys.forEach(function (k) { out[k] = t(prefix + k); });
+  return out;
+}
 
+var STATUS_TEXT = texts('status.', ['idle', 'connecting', 'open', 'offline', 'blocked', 'stopped']);
+var STATE_TEXT = texts('state.', ['sending', 'retrying', 'sent', 'read', 'failed']);
 // Why the server refused a message for good (its error frame said "retry": false).
-var ERROR_TEXT = { too_large: '消息太长，无法发送', forbidden: '无权发送此消息' };
+var ERROR_TEXT = texts('error.', ['too_large', 'forbidden']);
 
 // The label of a queued message: a refused one says why, and (unless resending cannot help) that a
 // tap sends it again; one waiting out a retryable error says it will be resent.
 function outboxStateText(e) {
   if (e.state === 'failed') {
     if (e.error === 'too_large') return ERROR_TEXT.too_large;
-    return ERROR_TEXT[e.error] ? ERROR_TEXT[e.error] + '，点击重试' : STATE_TEXT.failed;
+    return ERROR_TEXT[e.error] ? ERROR_TEXT[e.error] + t('error.tap_retry') : STATE_TEXT.failed;
   }
   return e.retries > 0 ? STATE_TEXT.retrying : STATE_TEXT.sending;
 }
@@ -42,14 +42,14 @@ function buildItems(state) {
     var st = mine ? (m.id <= state.agentReadUpto ? 'read' : 'sent') : '';
     items.push({
       key: 'm' + m.id, id: m.id, cmid: m.cmid || '', mine: mine, text: m.msg, time: formatTime(m.ts),
-      sender: mine ? '我' : (m.agent || '客服'), state: st, stateText: st ? STATE_TEXT[st] : ''
+      sender: mine ? t('chat.me') : (m.agent || t('chat.agent')), state: st, stateText: st ? STATE_TEXT[st] : ''
     });
   });
   state.outbox.forEach(function (e) {
     var st = e.state === 'failed' ? 'failed' : (e.retries > 0 ? 'retrying' : 'sending');
     items.push({
       key: 'c' + e.cmid, id: 0, cmid: e.cmid, mine: true, text: e.msg, time: formatTime(e.ts),
-      sender: '我', state: st, stateText: outboxStateText(e), error: e.error || ''
+      sender: t('chat.me'), state: st, stateText: outboxStateText(e), error: e.error || ''
     });
   });
   return items;
@@ -62,7 +62,12 @@ function viewData(state) {
     status: state.status,
     statusText: STATUS_TEXT[state.status] || '',
     hasOlder: state.hasOlder,
-    scrollInto: items.length ? 'item-' + items[items.length - 1].key : ''
+    scrollInto: items.length ? 'item-' + items[items.length - 1].key : '',
+    // The team: who answers, and whether they are typing now.
+    typingText: state.agentTyping !== null && state.agentTyping !== undefined
+      ? t('chat.typing', { name: state.agentTyping || t('chat.agent') }) : '',
+    servingText: state.agentName ? t('chat.serving', { name: state.agentName }) : '',
+    i18n: i18n.table('chat.')
   };
 }
 
@@ -98,6 +103,7 @@ function createChatPage(opts) {
     onInput: function (value) {
       input = value;
       setData({ input: value });
+      if (String(value || '').trim() && kefu.typing) kefu.typing();
     },
     // Queue the typed text (sent now, or when the connection is back). Returns its cmid or null.
     send: function () {

@@ -1,9 +1,10 @@
 // Home ("me") page view data, from the kefu client's state. Pure, so it is testable anywhere.
 
-var STATUS_TEXT = {
-  idle: '未连接', connecting: '连接中…', open: '已连接', offline: '已断开，正在重连',
-  blocked: '连接被服务器拒绝（点击重试）', stopped: '已停止'
-};
+var i18n = require('../../i18n.js');
+var t = i18n.t;
+
+var STATUS_TEXT = {};
+['idle', 'connecting', 'open', 'offline', 'blocked', 'stopped'].forEach(function (k) { STATUS_TEXT[k] = t('home.' + k); });
 
 // Pushes shown on the home page, newest first.
 var SHOWN_PUSHES = 5;
@@ -34,14 +35,15 @@ function homeData(state, config) {
     return { key: 'p' + p.at + '-' + i, text: pushText(p.data), time: pad(d.getHours()) + ':' + pad(d.getMinutes()) };
   });
   return {
-    openid: state.openid || '（登录中）',
+    openid: state.openid || t('home.logging_in'),
     status: state.status,
     statusText: STATUS_TEXT[state.status] || state.status,
     unread: state.unread,
     unreadText: state.unread > 0 ? String(state.unread) : '',
     queued: state.outbox.filter(function (e) { return e.state === 'pending'; }).length,
     server: config.baseUrl,
-    pushes: pushes
+    pushes: pushes,
+    i18n: Object.assign(i18n.table('home.'), i18n.table('profile.'))
   };
 }
 

@@ -1,7 +1,8 @@
 """Where fan-out goes: the broker channels an event is published on, and its envelope.
 
 Channels: `user:<openid>` (every socket of one user), `agents` (every agent socket),
-`agent:<id>` (one agent's sockets, for kicks); for QR pages `page:<uid>`, `page:<uid>:<ticket
+`agent:<id>` (one agent's sockets, for kicks), `desk` (every node, always: assignment and presence
+changes, which each node also keeps in its `core.team.Team`); for QR pages `page:<uid>`, `page:<uid>:<ticket
 digest>` and `pages` (see core/push.py). A node subscribes to a channel while it holds at least one
 socket for it, so a publish's receiver count says whether anyone is online.
 
@@ -14,11 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from kefu import jsonio
-from kefu.protocol import Message, Role, read_frame, resync_frame, user_channel
+from kefu.protocol import Message, Role, read_frame, resync_frame, typing_frame, user_channel
 
 AGENTS = "agents"
+DESK = "desk"
 
-Kind = Literal["message", "read", "kick", "push", "resync"]
+Kind = Literal["message", "read", "kick", "push", "resync", "typing", "conversation", "presence"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,3 +76,19 @@ def conversation_channels(openid: str) -> tuple[str, str]:
 def audiences(m: Message) -> tuple[str, str]:
     """Where a message is relayed: (the user's channel, or "" for agent-only kinds; agents)."""
     return (user_channel(m.openid) if m.for_user else ""), AGENTS
+
+
+def typing_envelope(openid: str, by: Role, agent: str | None, origin: str) -> Envelope:
+    """Never stored: to the agents (from the user) or to the user's sockets (from an agent)."""
+    return Envelope("typing", by, origin, typing_frame(openid, by, agent))
+
+
+def typing_channel(openid: str, by: Role) -> str:
+    return AGENTS if by == "user" else user_channel(openid)
+
+
+def desk_envelope(frame: dict[str, Any]) -> Envelope:
+    """A `conversation`, `presence` or `profile` frame for every node (its cache) and its team
+    consoles (the `presence` kind carries every frame that is not a conversation's status)."""
+    kind: Kind = "conversation" if frame.get("cmd") == "conversation" else "presence"
+    return Envelope(kind, "agent", frame=frame)

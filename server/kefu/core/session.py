@@ -15,13 +15,18 @@ from typing import Any
 
 from kefu.core.limits import Strikes, TokenBucket
 from kefu.core.routing import AGENTS, Envelope
+from kefu.core.team import Team
 from kefu.errors import Binary, Close, KefuError, RateLimited
 from kefu.protocol import (
+    USER_KINDS,
     ClientFrame,
     Identity,
+    JoinDesk,
     Message,
+    Note,
     Ping,
     SendMessage,
+    Typing,
     ack_frame,
     hello_frame,
     parse,
@@ -38,6 +43,7 @@ class Limits:
     rate_per_sec: float
     rate_burst: int
     error_strikes: int
+    typing_interval: float = 2.0  # at most one typing frame per conversation this often
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +73,7 @@ class Session:
     """A chat socket (`/ws`) of a user or an agent."""
 
     def __init__(self, who: Identity, conn_id: str, v2: bool, limits: Limits, now: float,
-                 token_digest: str = "", epoch: str = "") -> None:
+                 token_digest: str = "", epoch: str = "", team: Team | None = None) -> None:
         self.who = who
         self.conn_id = conn_id
         self.v2 = v2
@@ -77,6 +83,10 @@ class Session:
         self.last_seen = now
         self._bucket = TokenBucket(limits.rate_per_sec, limits.rate_burst)
         self._strikes = Strikes(limits.error_strikes)
+        self.team = team
+        self.desk = False  # a team console: gets presence, status changes, typing, notes, events
+        self.watch_all = False  # an admin following every conversation live
+        self._typing: dict[str, float] = {}
 
     # ---- liveness ------------------------------------------------------------------------------
 
@@ -115,14 +125,28 @@ class Session:
             return self.failed(e, now), None
         if isinstance(frame, Ping):
             return ([Send(pong_frame(int(time.time() * 1000)))] if self.v2 else []), None
+        if isinstance(frame, Typing) and not self._typing_due(frame.openid, now):
+            return [], None  # throttled: dropped, never an error
+        if isinstance(frame, JoinDesk):
+            self.desk = True
+            self.watch_all = frame.all and self.who.admin
         return [], frame
+
+    def _typing_due(self, openid: str, now: float) -> bool:
+        last = self._typing.get(openid)
+        if last is not None and now - last < self.limits.typing_interval:
+            return False
+        if len(self._typing) >= 64:
+            self._typing.clear()
+        self._typing[openid] = now
+        return True
 
     def parse(self, text: str) -> ClientFrame:
         return parse(text, self.who, self.limits.max_message_bytes)
 
     # ---- outcomes of requests ------------------------------------------------------------------
 
-    def accepted(self, req: SendMessage, result: Accepted) -> list[Action]:
+    def accepted(self, req: SendMessage | Note, result: Accepted) -> list[Action]:
         if req.cmid is None:
             return []
         m = result.message
@@ -158,11 +182,35 @@ class Session:
             return []
         if env.kind == "push":
             return [Send(env.frame)]
+        if self.who.role == "agent" and not self._agent_gets(env):
+            return []
+        if env.kind == "typing":
+            return [Send(env.frame)] if self.v2 and env.side != self.who.role else []
         if env.side == self.who.role and not self.v2:
             return []  # a legacy client would render its own side's frame as the other side's
         if env.kind == "read" and not self.v2:
             return []
         return [Send(env.frame)]
+
+    def _agent_gets(self, env: Envelope) -> bool:
+        """Team routing on an agent socket: status and presence frames, typing, notes and events
+        only for team consoles (a seed-protocol client would show them as chat); a conversation's
+        frames only if this agent follows it (core/team.py). Events go to every console (the
+        queue and the views change for everyone)."""
+        if env.kind in ("conversation", "presence"):
+            return self.desk
+        if env.kind == "typing" and not self.desk:
+            return False
+        kind = env.frame.get("kind", "text") if env.kind == "message" else "text"
+        if kind not in USER_KINDS:
+            if not self.desk:
+                return False
+            if kind == "event":
+                return True
+        openid = env.frame.get("openid")
+        if self.team is None or not isinstance(openid, str):
+            return True
+        return self.team.follows(self.who.agent_id, self.watch_all, openid)
 
     def gap(self) -> list[Action]:
         """The broker connection was lost and is back: fan-out may have missed this socket. A v2

@@ -30,7 +30,17 @@ admin_api = Blueprint("admin", url_prefix="/api/admin")
 
 def agent_admin(request: Request) -> AgentAdmin:
     node: Node = request.app.ctx.node
-    return AgentAdmin(node.accounts, node.tokens, node.kick_agent)
+    return AgentAdmin(node.accounts, node.tokens, node.kick_agent, node.desk.requeue)
+
+
+async def _with_desk(request: Request, account: dict[str, Any]) -> dict[str, Any]:
+    """An Agent with its limit (`max_open`: null = KEFU_ASSIGN_LIMIT) and its load."""
+    desk = request.app.ctx.node.desk
+    slots = {a.id: a for a in await desk.store.agents()}
+    slot = slots.get(account["id"])
+    loads = await desk.store.loads()
+    return {**account, "max_open": slot.max_open if slot else None,
+            "limit": desk.limit_of(slot) if slot else desk.default_limit, "load": loads.get(account["id"], 0)}
 
 
 async def _admin(request: Request) -> Identity:
@@ -61,7 +71,7 @@ def _not_self(who: Identity, agent_id: int, what: str) -> None:
 async def list_agents(request: Request) -> HTTPResponse:
     await _admin(request)
     accounts = await request.app.ctx.node.accounts.list_agents()
-    return json({"agents": [a.to_json() for a in accounts]})
+    return json({"agents": [await _with_desk(request, a.to_json()) for a in accounts]})
 
 
 @admin_api.post("/agents")
@@ -69,24 +79,36 @@ async def create_agent(request: Request) -> HTTPResponse:
     await _admin(request)
     body = json_body(request)
     admin = _flag(body, "is_admin") or False
+    max_open = _limit(body)
     account = await agent_admin(request).create(body.get("name"), body.get("password"), admin=admin)
-    return json({"agent": account.to_json()}, status=201)
+    if "max_open" in body:
+        await request.app.ctx.node.desk.store.set_max_open(account.id, max_open)
+    return json({"agent": await _with_desk(request, account.to_json())}, status=201)
+
+
+def _limit(body: dict[str, Any]) -> int | None:
+    v = body.get("max_open")
+    if v is not None and (not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= 10_000):
+        raise BadRequest("max_open must be an integer in 0..10000, or null (the default limit)")
+    return v
 
 
 @admin_api.get("/agents/<agent_id:int>")
 async def get_agent(request: Request, agent_id: int) -> HTTPResponse:
     await _admin(request)
-    return json({"agent": (await agent_admin(request).get(agent_id)).to_json()})
+    return json({"agent": await _with_desk(request, (await agent_admin(request).get(agent_id)).to_json())})
 
 
 @admin_api.patch("/agents/<agent_id:int>")
 async def update_agent(request: Request, agent_id: int) -> HTTPResponse:
     who = await _admin(request)
     body = json_body(request)
-    unknown = set(body) - {"disabled", "is_admin"}
+    unknown = set(body) - {"disabled", "is_admin", "max_open"}
     if unknown or not body:
-        raise BadRequest('body must be {"disabled"?: bool, "is_admin"?: bool} (at least one)')
+        raise BadRequest('body must be {"disabled"?: bool, "is_admin"?: bool, "max_open"?: int|null} '
+                         '(at least one)')
     disabled, is_admin = _flag(body, "disabled"), _flag(body, "is_admin")
+    max_open = _limit(body)
     if disabled:
         _not_self(who, agent_id, "disable")
     if is_admin is False:
@@ -95,9 +117,11 @@ async def update_agent(request: Request, agent_id: int) -> HTTPResponse:
     account = await admin.get(agent_id)
     if is_admin is not None:
         account = await admin.set_admin(agent_id, is_admin)
+    if "max_open" in body:
+        await request.app.ctx.node.desk.store.set_max_open(agent_id, max_open)
     if disabled is not None:
         account = await admin.set_disabled(agent_id, disabled)
-    return json({"agent": account.to_json()})
+    return json({"agent": await _with_desk(request, account.to_json())})
 
 
 @admin_api.post("/agents/<agent_id:int>/password")

@@ -148,7 +148,8 @@ async def history(request: Request, openid: str) -> HTTPResponse:
     limit = int_arg(request, "limit", 50, 1, 200)
     before = int_arg(request, "before", None, 1)
     assert limit is not None
-    page = await _node(request).history(who, openid, before, limit)
+    everything = request.args.get("kinds") == "all"  # notes and status events too (agents only)
+    page = await _node(request).history(who, openid, before, limit, everything)
     nxt = page[-1].id if len(page) == limit else None
     return json({"messages": [m.to_wire() for m in page], "next_before": nxt})
 

@@ -126,12 +126,15 @@ class MessageStore:
             "delivered": d, "kind": m.kind, "meta": jsonio.dumps(m.meta) if m.meta else None,
         } for m, d in by_id.values()]
         await conn.execute(sa.insert(messages), rows)
+        # A conversation's latest activity is its chat: notes and status events do not move it.
         last: dict[str, int] = {}
         for m, _ in by_id.values():
-            last[m.openid] = max(last.get(m.openid, 0), m.id)
+            if m.for_user:
+                last[m.openid] = max(last.get(m.openid, 0), m.id)
         # Sorted, so two writers lock conversation rows in the same order.
         rows_by_openid = [{"openid": o, "last_message_id": last[o]} for o in sorted(last)]
-        await conn.execute(self._upsert(conversations, rows_by_openid, "openid", ["last_message_id"]))
+        if rows_by_openid:
+            await conn.execute(self._upsert(conversations, rows_by_openid, "openid", ["last_message_id"]))
         return out
 
     async def mark_read(self, openid: str, by: Role, upto: int) -> int:
@@ -208,12 +211,15 @@ class MessageStore:
     # ---- reads ---------------------------------------------------------------------------------
 
     async def after(self, openid: str | None, after: int, limit: int,
-                    upto: int | None = None) -> list[Message]:
+                    upto: int | None = None, for_user: bool = False) -> list[Message]:
         """Oldest first: what a reconnecting client missed — a user's conversation (what the user
-        sees of it), or every conversation (agents: everything)."""
+        sees of it), or every conversation (agents: everything, or with `for_user` only what
+        users see: an agent client that does not know notes and events)."""
         q = sa.select(messages).where(messages.c.id > after).order_by(messages.c.id).limit(limit)
         if openid is not None:
             q = _for_user(q.where(messages.c.openid == openid))
+        elif for_user:
+            q = _for_user(q)
         if upto is not None:
             q = q.where(messages.c.id <= upto)
         async with self.engine.connect() as conn:

@@ -16,3 +16,12 @@ agents = _table("agents", "id", "name", "password_hash", "created_at", "is_admin
 users = _table("users", "openid", "unionid", "created_at", "last_login_at")
 tokens = _table("tokens", "digest", "role", "openid", "agent_id", "agent_name", "expires_at", "admin")
 meta = _table("kefu_meta", "k", "v")
+
+# The team console (migration 0005).
+desk_conversations = _table("conversations", "openid", "last_message_id", "agent_read_upto",
+                            "user_read_upto", "status", "assignee_id", "status_at")
+agent_limits = _table("agents", "id", "name", "disabled", "is_admin", "max_open")
+profiles = _table("profiles", "openid", "name", "avatar", "phone", "tags", "attrs", "nickname",
+                  "user_avatar", "updated_at")
+avatars = _table("avatars", "openid", "mime", "data", "updated_at")
+canned_replies = _table("canned_replies", "id", "shortcut", "body", "created_at", "updated_at")

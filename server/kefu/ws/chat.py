@@ -13,7 +13,17 @@ from kefu.core.session import Session
 from kefu.errors import Close, translate
 from kefu.hub import Conn
 from kefu.node import Node
-from kefu.protocol import ClientFrame, MarkRead, SendMessage, Sync
+from kefu.protocol import (
+    ChangeStatus,
+    ClientFrame,
+    JoinDesk,
+    MarkRead,
+    Note,
+    SendMessage,
+    SetPresence,
+    Sync,
+    Typing,
+)
 from kefu.store.tokens import digest
 from kefu.ws.loop import in_background, serve
 
@@ -37,20 +47,44 @@ async def chat_socket(request: Request, ws: Websocket) -> None:
         await ws.close(Close.UNAUTHORIZED, "invalid token")
         return
     session = Session(who, uuid.uuid4().hex, request.args.get("v") == "2", node.limits, time.monotonic(),
-                      digest(token), node.epoch)
+                      digest(token), node.epoch, team=node.desk.team)
 
     async def handle(conn: Conn, req: ClientFrame) -> None:
         if isinstance(req, SendMessage):
             in_background(conn, _accept(node, conn, req), req.cmid)  # the next frame is read while it waits
         elif isinstance(req, Sync):
-            messages, more = await node.since(who, req.after, req.limit)
+            messages, more = await node.since(who, req.after, req.limit, everything=session.desk)
             conn.apply(session.synced(req.after, messages, more))
         elif isinstance(req, MarkRead):
             await node.mark_read(who, req.openid, req.upto, session.conn_id)
+        elif isinstance(req, Typing):
+            await node.typing(who, req, session.conn_id)
+        elif isinstance(req, Note):
+            in_background(conn, _accept(node, conn, req), req.cmid)
+        else:
+            await _desk_request(node, conn, req)
 
-    await serve(request, ws, session, handle)
+    try:
+        await serve(request, ws, session, handle)
+    finally:
+        if who.role == "agent" and session.desk:
+            node.desk.spawn(node.desk.left(who), "announcing an agent offline")
 
 
-async def _accept(node: Node, conn: Conn, req: SendMessage) -> None:
-    accepted = await node.accept(conn.session.who, req, conn.session.conn_id)
+async def _accept(node: Node, conn: Conn, req: SendMessage | Note) -> None:
+    who, origin = conn.session.who, conn.session.conn_id
+    accepted = await (node.note(who, req, origin) if isinstance(req, Note) else node.accept(who, req, origin))
     conn.apply(conn.session.accepted(req, accepted))
+
+
+async def _desk_request(node: Node, conn: Conn, req: ClientFrame) -> None:
+    """Team requests (docs/protocol.md §10): lifecycle changes, presence, joining the desk."""
+    who = conn.session.who
+    if isinstance(req, ChangeStatus):
+        frame = await node.desk.change(who, req)
+        conn.send_frame({**frame, "cmid": req.cmid} if req.cmid else frame)
+    elif isinstance(req, SetPresence):
+        await node.desk.set_presence(who, req.status)
+    elif isinstance(req, JoinDesk):
+        conn.send_frame({"cmd": "desk", "all": conn.session.watch_all, "agents": await node.desk.roster()})
+        node.desk.spawn(node.desk.announce(who), "announcing an agent")

@@ -65,9 +65,41 @@ export class Api {
     return this.request('GET', '/api/conversations', { query: { before, limit } });
   }
 
-  messages(openid, before, limit = 30) {
-    return this.request('GET', `/api/conversations/${encodeURIComponent(openid)}/messages`, { query: { before, limit } });
+  /** A page of history; `all`: with private notes and status events (the team console). */
+  messages(openid, before, limit = 30, all = false) {
+    const query = all ? { before, limit, kinds: 'all' } : { before, limit };
+    return this.request('GET', `/api/conversations/${encodeURIComponent(openid)}/messages`, { query });
   }
+
+  // ---- the team console (docs/protocol.md §10)
+
+  deskConversations(view, before, limit = 50) {
+    return this.request('GET', '/api/desk/conversations', { query: { view, before, limit } });
+  }
+
+  deskCounts() { return this.request('GET', '/api/desk/counts'); }
+
+  deskAgents() { return this.request('GET', '/api/desk/agents'); }
+
+  customer(openid) { return this.request('GET', `/api/customers/${encodeURIComponent(openid)}`); }
+
+  canned() { return this.request('GET', '/api/canned'); }
+
+  createCanned(shortcut, body) { return this.request('POST', '/api/admin/canned', { body: { shortcut, body } }); }
+
+  deleteCanned(id) { return this.request('DELETE', `/api/admin/canned/${id}`); }
+
+  adminAgents() { return this.request('GET', '/api/admin/agents'); }
+
+  createAgent(fields) { return this.request('POST', '/api/admin/agents', { body: fields }); }
+
+  updateAgent(id, fields) { return this.request('PATCH', `/api/admin/agents/${id}`, { body: fields }); }
+
+  resetPassword(id, password) {
+    return this.request('POST', `/api/admin/agents/${id}/password`, { body: { password } });
+  }
+
+  deleteAgent(id) { return this.request('DELETE', `/api/admin/agents/${id}`); }
 
   markRead(openid, upto) {
     return this.request('POST', `/api/conversations/${encodeURIComponent(openid)}/read`, { body: upto ? { upto } : {} });

@@ -12,9 +12,15 @@
 //   hint text               a server error frame that no reply or sync was waiting for
 //   session-ended reason    "revoked" (401 or close 4401) or "expired": back to sign-in
 //   reset                   the server's history was reset (a new epoch): everything was reloaded
+//   assigned openid         (team) a conversation was just assigned to this agent (notify)
+//   refused {code, message, assignee}  (team) a claim, transfer, … was refused (e.g. `taken`)
+//
+// With `team: true` (the page) it is a team console (docs/console.md): the list comes in views
+// from GET /api/desk/conversations, the socket joins the desk, and desk.js keeps who holds what.
 
 import { Api, ApiError } from './api.js';
 import { Connection } from './connection.js';
+import { Desk, VIEWS } from './desk.js';
 import { Outbox } from './outbox.js';
 import { ReadMarks } from './readmarks.js';
 import { SessionStore } from './session.js';
@@ -42,8 +48,9 @@ export class ConsoleClient {
    */
   constructor({
     WebSocket, fetch, storage, clock, random = Math.random, socketUrl, baseUrl = '',
-    legacyStorage = [], isWatching = () => true, options = {},
+    legacyStorage = [], isWatching = () => true, options = {}, team = false,
   }) {
+    this.team = team;
     this.clock = clock;
     this.random = random;
     this.isWatching = isWatching;
@@ -75,7 +82,9 @@ export class ConsoleClient {
     this.maxMessageBytes = 65536;
     this.seq = 0;
     this.firstList = null; // the first page of conversations, while it is being fetched
-    this.timers = { expiry: null, list: null };
+    this.timers = { expiry: null, list: null, refresh: null };
+    this.desk = new Desk({ clock });
+    this.requests = new Map(); // cmid -> {kind: 'note'|'change', openid, msg} awaiting the server
   }
 
   // ------------------------------------------------------------------ events
@@ -106,6 +115,12 @@ export class ConsoleClient {
   conversation(openid) { return this.timeline.conversation(openid); }
   thread(openid) { return this.timeline.thread(openid); }
   sortedConversations() { return this.timeline.sortedConversations(); }
+
+  /** The list on screen: a team console shows the current view only. */
+  listConversations() {
+    const all = this.timeline.sortedConversations();
+    return this.team ? all.filter((c) => this.desk.inView(c.openid)) : all;
+  }
   totalUnread() { return this.marks.total(); }
 
   /** The thread's items in display order: stored messages by id, then the agent's unconfirmed replies. */
@@ -178,6 +193,8 @@ export class ConsoleClient {
     this.sessionGen += 1;
     this.running = true;
     this.api.token = s.token;
+    this.desk.me = s.agent ? { id: s.agent.id, name: s.agent.name, admin: !!s.agent.admin } : null;
+    if (this.team) this.loadCanned().catch(() => {});
     this.cursor.load(s.agent?.id ?? s.agent?.name ?? '');
     this.clock.clearTimeout(this.timers.expiry);
     if (s.expiresAt) {
@@ -197,6 +214,8 @@ export class ConsoleClient {
     this.sync.reset();
     this.timeline.reset();
     this.marks.reset();
+    this.desk.reset();
+    this.requests.clear();
     this.cursor.save();
     for (const t of Object.values(this.timers)) this.clock.clearTimeout(t);
     this.session = null;
@@ -234,9 +253,14 @@ export class ConsoleClient {
 
   async fetchConversations(before) {
     const gen = this.sessionGen;
-    const r = await this.api.conversations(before ?? undefined, LIST_PAGE);
-    if (gen !== this.sessionGen) return 0;
+    const view = this.desk.view;
+    const r = this.team
+      ? await this.api.deskConversations(view, before ?? undefined, LIST_PAGE)
+      : await this.api.conversations(before ?? undefined, LIST_PAGE);
+    if (gen !== this.sessionGen || view !== this.desk.view) return 0;
     const rows = Array.isArray(r?.conversations) ? r.conversations : [];
+    this.desk.takeRows(rows);
+    if (r?.counts) this.desk.counts = r.counts;
     this.marks.mergeRows(rows); // before the timeline takes the rows' last messages
     this.timeline.mergeRows(rows);
     let top = 0;
@@ -273,6 +297,7 @@ export class ConsoleClient {
     this.gapSuspected = false;
     // Replies still waiting for an ack go again with the same cmid: the server dedupes them.
     this.outbox.connected(this.conn.generation);
+    if (this.team) this.conn.send({ cmd: 'desk', all: !!this.agent?.admin });
     this.catchUp({ after: reset ? 0 : this.cursor.lastId, fromStart: reset, refreshList: reconnect, gap });
     this.markOpenRead();
     this.changed();
@@ -341,16 +366,102 @@ export class ConsoleClient {
       case 'resync':
         this.onResync(f);
         break;
+      case 'desk':
+      case 'conversation':
+      case 'presence':
+      case 'profile':
+      case 'typing':
+        this.onTeamFrame(f);
+        break;
       default:
         break; // pong, and frames this console does not know
     }
     this.cursor.save();
   }
 
+  onTeamFrame(f) {
+    const what = this.desk.take(f);
+    if (!what) return;
+    if (what.kind === 'status') {
+      if (what.assignedToMe) this.emit('assigned', what.openid);
+      if (f.cmid) this.requests.delete(f.cmid);
+      this.refreshTeamSoon();
+    }
+    if (what.kind === 'typing') this.clock.setTimeout(() => this.changed(), 5100);
+    this.changed();
+  }
+
+  /** Counts and loads move with every status change: ask for them again, once per burst. */
+  refreshTeamSoon() {
+    if (this.timers.refresh) return;
+    const gen = this.sessionGen;
+    this.timers.refresh = this.clock.setTimeout(async () => {
+      this.timers.refresh = null;
+      try {
+        const [c, a] = await Promise.all([this.api.deskCounts(), this.api.deskAgents()]);
+        if (gen !== this.sessionGen) return;
+        this.desk.counts = c.counts || this.desk.counts;
+        this.desk.takeAgents(a.agents);
+        this.changed();
+      } catch { /* the next change asks again */ }
+    }, 300);
+  }
+
+  /** Show another view of the list (mine, unassigned, all, resolved), loading its first page. */
+  async setView(view) {
+    if (!VIEWS.includes(view)) return;
+    this.desk.view = view;
+    this.timeline.listNextBefore = null;
+    this.changed();
+    try {
+      await this.fetchConversations(undefined);
+    } catch { /* the list keeps what it has */ }
+  }
+
+  async loadCanned() {
+    const r = await this.api.canned();
+    this.desk.canned = Array.isArray(r?.canned) ? r.canned : [];
+    this.changed();
+  }
+
+  // ------------------------------------------------------------------ team requests
+
+  /** Claim, release, resolve or reopen a conversation; transfer it with `{to, note}`. */
+  changeStatus(action, openid, extra = {}) {
+    const cmid = this.newCmid();
+    const frame = { cmd: action, openid, cmid, ...extra };
+    if (!this.conn.send(frame)) return false;
+    this.requests.set(cmid, { kind: 'change', openid, action });
+    return true;
+  }
+
+  setPresence(status) {
+    const me = this.desk.agents.get(this.agent?.id);
+    if (me) me.status = status;
+    this.changed();
+    return this.conn.send({ cmd: 'presence', status });
+  }
+
+  /** The agent is typing in `openid`: at most one frame every TYPING_EVERY_MS. */
+  typing(openid) {
+    if (openid && this.desk.typingDue(openid)) this.conn.send({ cmd: 'typing', openid });
+  }
+
+  /** A private note: only agents ever see it. Returns its cmid, or null when offline or empty. */
+  note(openid, text) {
+    const body = String(text).trim();
+    if (!openid || !body) return null;
+    const cmid = this.newCmid();
+    if (!this.conn.send({ cmd: 'note', openid, msg: body, cmid })) return null;
+    this.requests.set(cmid, { kind: 'note', openid, msg: body });
+    return cmid;
+  }
+
   /** Take in one Message; true when it is a user message the agent should be alerted to. */
   ingest(m, { count = true } = {}) {
     if (!this.timeline.add(m)) return false;
     this.cursor.note(m.id);
+    this.desk.messageFrom(m);
     if (m.cmid && this.isMine(m)) this.outbox.settle(m.cmid); // our reply, stored: the pending copy goes
     const bumped = this.marks.take(m, { count });
     return bumped && !(m.openid === this.openId && this.isWatching());
@@ -376,6 +487,14 @@ export class ConsoleClient {
   }
 
   onAck(f) {
+    const req = this.requests.get(f.cmid);
+    if (req?.kind === 'note' && typeof f.id === 'number') {
+      this.requests.delete(f.cmid);
+      this.ingest({ id: f.id, ts: f.ts, openid: req.openid, from: 'agent', agent: this.agent?.name,
+        agent_id: this.agent?.id, msg: req.msg, cmid: f.cmid, kind: 'note' }, { count: false });
+      this.changed({ stick: true });
+      return;
+    }
     const e = this.outbox.get(f.cmid);
     if (!e || typeof f.id !== 'number') return;
     this.ingest({ id: f.id, ts: f.ts, openid: e.openid, from: 'agent', agent: this.agent?.name, msg: e.msg, cmid: e.cmid });
@@ -392,6 +511,12 @@ export class ConsoleClient {
     if (f.cmid && this.outbox.get(f.cmid)) {
       this.outbox.refused(f.cmid, { retry, code: f.code, message: f.message });
       this.changed();
+      return;
+    }
+    const req = f.cmid && this.requests.get(f.cmid);
+    if (req) {
+      this.requests.delete(f.cmid);
+      this.emit('refused', { code: f.code, message: f.message, assignee: f.assignee || null, action: req.action });
       return;
     }
     if (retry && this.sync.running) {
@@ -432,7 +557,7 @@ export class ConsoleClient {
     this.timeline.forgetThreads(openid);
     if (!openid || !this.timeline.threads.has(openid)) return;
     const gen = this.sessionGen;
-    this.api.messages(openid, undefined, HISTORY_PAGE).then((r) => {
+    this.api.messages(openid, undefined, HISTORY_PAGE, this.team).then((r) => {
       if (gen !== this.sessionGen) return;
       for (const m of r?.messages || []) this.ingest(m, { count: false });
       if (this.openId === openid && this.isWatching()) this.markOpenRead();
@@ -462,7 +587,7 @@ export class ConsoleClient {
     t.error = null;
     this.changed();
     try {
-      const r = await this.api.messages(openid, first ? undefined : t.nextBefore, HISTORY_PAGE);
+      const r = await this.api.messages(openid, first ? undefined : t.nextBefore, HISTORY_PAGE, this.team);
       if (gen !== this.sessionGen || this.timeline.threads.get(openid) !== t) return false;
       for (const m of r.messages || []) if (m?.openid === openid) this.ingest(m, { count: false });
       t.nextBefore = r.next_before ?? null;

@@ -52,7 +52,9 @@ export class Timeline {
   add(m) {
     if (!isMessage(m)) return null;
     const c = this.conversation(m.openid);
-    if (!c.last || m.id >= c.last.id) c.last = m;
+    // Notes and status events are in the thread, but the list previews the chat.
+    const chat = m.kind !== 'note' && m.kind !== 'event';
+    if (chat && (!c.last || m.id >= c.last.id)) c.last = m;
     const t = this.threads.get(m.openid);
     if (t) t.byId.set(m.id, m);
     return c;

@@ -1,0 +1,72 @@
+"""What every node knows about the team, in memory: who holds which conversation, and who is
+online. Pure (no I/O): the node fills it from the database at start and after a broker gap, and
+keeps it current from the assignment and presence envelopes every node receives on the `desk`
+channel; `Session.deliver` reads it to decide, per socket, who gets a conversation's frames.
+
+Only assigned conversations are held: one that is not here is waiting in the queue (open) or
+resolved, and a user message in it goes to every available agent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Status = Literal["open", "assigned", "resolved"]
+Presence = Literal["online", "away", "offline"]
+STATUSES: tuple[Status, ...] = ("open", "assigned", "resolved")
+
+
+def conversation_frame(openid: str, status: str, assignee: dict[str, Any] | None,
+                       event: str, by: dict[str, Any] | None, note: str = "") -> dict[str, Any]:
+    """A conversation's status changed (docs/protocol.md §10.3)."""
+    out: dict[str, Any] = {"cmd": "conversation", "openid": openid, "status": status,
+                           "assignee": assignee, "event": event, "by": by}
+    if note:
+        out["note"] = note
+    return out
+
+
+def presence_frame(agent_id: int, name: str, status: str) -> dict[str, Any]:
+    return {"cmd": "presence", "agent": {"id": agent_id, "name": name}, "status": status}
+
+
+@dataclass
+class Team:
+    assignee: dict[str, int] = field(default_factory=dict)
+    presence: dict[int, str] = field(default_factory=dict)
+
+    def load(self, assigned: dict[str, int], presence: dict[int, str]) -> None:
+        self.assignee = dict(assigned)
+        self.presence.update(presence)
+
+    def apply(self, frame: dict[str, Any]) -> None:
+        """Take in a `conversation` or `presence` frame."""
+        if frame.get("cmd") == "conversation":
+            openid = frame.get("openid")
+            who = frame.get("assignee")
+            if not isinstance(openid, str):
+                return
+            if frame.get("status") == "assigned" and isinstance(who, dict) and isinstance(who.get("id"), int):
+                self.assignee[openid] = who["id"]
+            else:
+                self.assignee.pop(openid, None)
+        elif frame.get("cmd") == "presence":
+            agent = frame.get("agent") or {}
+            if isinstance(agent.get("id"), int) and isinstance(frame.get("status"), str):
+                self.presence[agent["id"]] = frame["status"]
+
+    def holder(self, openid: str) -> int | None:
+        return self.assignee.get(openid)
+
+    def available(self, agent_id: int | None) -> bool:
+        """Online (not away); an agent never announced counts as online (a socket is open)."""
+        return self.presence.get(agent_id or 0, "online") != "away"
+
+    def follows(self, agent_id: int | None, watch_all: bool, openid: str) -> bool:
+        """Whether an agent's socket gets this conversation's live frames: its holder; an admin
+        watching everything; anyone available while it waits in the queue."""
+        holder = self.assignee.get(openid)
+        if holder is not None:
+            return holder == agent_id or watch_all
+        return watch_all or self.available(agent_id)
