@@ -229,6 +229,29 @@ async def test_a_disabled_agent_loses_sockets_and_conversations_go_back(redis_de
     assert [c["openid"] for c in queue["conversations"]] == [openid]
 
 
+async def test_an_agent_disabled_from_the_cli_hands_back_their_conversations(tmp_path, request):
+    """Embedded: the CLI is another process with no broker; the server's periodic re-check closes
+    the agent's socket and requeues what they held."""
+    from tests.conftest import Deployment
+    d = Deployment("embedded", tmp_path, request.node.name)
+    try:
+        (srv,) = team(d, 1, KEFU_AGENT_RECHECK_INTERVAL="0.5")
+        make_agent(srv, "hank")
+        hank = await desk(srv, "hank")
+        u, openid = await user(srv, "cli-orphan")
+        await say(u, "hello", "c1")
+        await status_of(hank, openid, "assigned")
+        root = await desk(srv, "root", all_=True)
+        await root.send({"cmd": "presence", "status": "away"})
+        await asyncio.sleep(0.3)
+        await asyncio.to_thread(srv.cli, "disable-agent", "hank")
+        assert (await hank.closed(timeout=8))[0] == 4401
+        got = await status_of(root, openid, "open")
+        assert got["event"] == "requeued"
+    finally:
+        d.close()
+
+
 async def test_backend_profile_and_legacy_agent_sockets(deployment):
     srv = team(deployment, 1)[0]
     make_agent(srv, "hank")

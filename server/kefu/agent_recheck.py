@@ -3,7 +3,8 @@
 A password change, a disable or a delete closes the agent's sockets at once through a kick on the
 broker. Two cases never see that kick: the CLI run beside an embedded server (another process,
 no shared broker), and a kick lost on the way (a Redis hiccup). This sweep closes such sockets
-(4401) within one interval. Agents are few, so it costs a lookup or two per agent socket.
+(4401) within one interval, and sends the conversations of agents that were disabled or deleted
+that way back to the queue. Agents are few, so it costs a lookup or two per agent socket.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ async def recheck_once(node: Node) -> int:
         if not valid[d]:
             conn.close_soon(Close.UNAUTHORIZED, "token revoked")
             closed += 1
+    await node.desk.requeue_orphans()
     return closed
 
 

@@ -220,6 +220,16 @@ class Desk:
                 await self._changed(openid, "open", None, "requeued", None, note=why)
         await self.drain()
 
+    async def requeue_orphans(self) -> int:
+        """Conversations held by agents that are disabled or gone (changed from the CLI, which
+        has no desk of its own) go back to the queue. How many agents' conversations moved."""
+        holders = set((await self.store.assigned()).values())
+        active = {a.id for a in await self.store.agents() if not a.disabled}
+        orphaned = sorted(holders - active)
+        for agent_id in orphaned:
+            await self.requeue(agent_id, "disabled")
+        return len(orphaned)
+
     async def _assign_waiting(self, openid: str, prefer: int | None = None) -> bool:
         async with self._lock:
             slots = [a for a in await self.store.agents() if not a.disabled]
