@@ -15,11 +15,12 @@ from kefu.hub import Conn
 from kefu.node import Node
 from kefu.protocol import ClientFrame, MarkRead, SendMessage, Sync
 from kefu.store.tokens import digest
-from kefu.ws.loop import in_background, serve
+from kefu.ws.loop import in_background, serve, socket_edge
 
 log = logging.getLogger(__name__)
 
 
+@socket_edge
 async def chat_socket(request: Request, ws: Websocket) -> None:
     node: Node = request.app.ctx.node
     token = request_token(request)
