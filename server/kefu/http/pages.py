@@ -86,8 +86,9 @@ def serve_directory(app: Sanic, prefix: str, root: Path, name: str, csp: str) ->
         mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         if mime.startswith("text/") or mime in ("application/javascript", "application/json"):
             mime += "; charset=utf-8"
-        return await file(path, mime_type=mime, headers=dict(headers),
-                          request_headers=request.headers)
+        response = await file(path, mime_type=mime, request_headers=request.headers)
+        response.headers.update(headers)  # a 304 too: a browser keeps the headers it revalidated
+        return response
 
     app.add_route(page, prefix, methods=["GET", "HEAD"], name=f"{name}_index",
                   strict_slashes=True)
