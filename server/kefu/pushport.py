@@ -44,7 +44,7 @@ MAX_CONNECTIONS = 1024
 
 # `METHOD target HTTP/x`, and `Name: value` (a header line, should the request line be cut off).
 # A JSON line starts with `{` (after blanks), so neither can be mistaken for one.
-_HTTP_REQUEST_LINE = re.compile(rb"[A-Za-z]{3,12} +\S+ +HTTP/\d(\.\d)?\s*")
+_HTTP_REQUEST_LINE = re.compile(rb"[A-Za-z]{3,12} .* HTTP/\d(\.\d)?", re.DOTALL)
 _HTTP_HEADER = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+:[ \t]?.*", re.DOTALL)
 
 

@@ -7,10 +7,11 @@
   (`WEBSOCKET_PING_INTERVAL`): a client's automatic pong would make a silent client look alive;
   kefu's heartbeat (4408) is the one liveness rule.
 - **An absolute request deadline.** Sanic restarts its REQUEST_TIMEOUT clock on every chunk of
-  data, so a request trickled a byte at a time never times out. Here the clock stays at the
-  request's first byte while its head and body arrive: the whole request must be in within
-  `REQUEST_TIMEOUT` (408), however it is sliced. (Sanic checks every half of its smallest timeout,
-  so the cut comes between one and one and a half times the timeout.)
+  data, so a request trickled a byte at a time never times out. Here the clock starts at the
+  request's first byte and runs while its head and body arrive: the whole request must be in
+  within `REQUEST_TIMEOUT` (else 408, and the connection closes), however it is sliced — also the
+  rest of a body Sanic reads and drops after answering early (a 404, a 413). Sanic checks timeouts
+  every half of its smallest one, so the cut comes between one and one and a half times it.
 - **The socket slot** (ws/admission.py) an upgraded request holds, given back when the
   connection is lost, whatever happened to the handler.
 """
@@ -40,36 +41,35 @@ def _body_pending(http: Any) -> bool:
 
 
 class KefuWebSocketProtocol(WebSocketProtocol):
-    __slots__ = ("_deadline_hit", "last_received", "socket_slot")
+    __slots__ = ("_deadline_hit", "_request_started", "last_received", "socket_slot")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.last_received = time.monotonic()
         self.socket_slot: Slot | None = None
         self._deadline_hit = False
+        self._request_started = self.last_received
 
     def data_received(self, data: bytes) -> None:
-        self.last_received = time.monotonic()
+        now = time.monotonic()
+        self.last_received = now
         http = getattr(self, "_http", None)
-        if self.websocket is None and http is not None and _receiving(http):
-            started = self._time
-            super().data_received(data)
-            self._time = started  # trickled bytes do not extend the request's deadline
-        else:
-            super().data_received(data)
+        if self.websocket is None and http is not None and not _receiving(http):
+            self._request_started = now  # the first byte of a request
+        super().data_received(data)
 
     def check_timeouts(self) -> None:
         if self._deadline_hit:
             self.close()  # the 408 is out; the connection goes, rather than reading on
             return
         http = getattr(self, "_http", None)
-        if (self._task and self.websocket is None and http is not None and _body_pending(http)
-                and time.monotonic() - self._time > self.request_timeout):
-            if http.stage is Stage.HANDLER:
-                # Sanic would wait RESPONSE_TIMEOUT here and answer 503; a late body is a 408 ...
+        if (self._task and self.websocket is None and http is not None and _receiving(http)
+                and time.monotonic() - self._request_started > self.request_timeout):
+            if http.stage in (Stage.REQUEST, Stage.HANDLER):
+                # What Sanic does at its own (idle) request timeout: answer 408, end the request.
                 self._deadline_hit = True
                 http.exception = RequestTimeout("Request Timeout")
-                self._task.cancel("request body not received in time")
+                self._task.cancel("request not received in time")
                 self._callback_check_timeouts = self.loop.call_later(0.5, self.check_timeouts)
             else:
                 self.close()  # an answer is out (a 404, say): the connection goes, not reading on
