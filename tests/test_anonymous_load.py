@@ -174,8 +174,8 @@ async def test_trickled_requests_are_cut_at_the_deadline_and_others_carry_on(dep
         await asyncio.sleep(0.3)
     results = await running
     for seconds, answer in results:
-        # Sanic checks every half timeout: the cut comes 2 to 3 s after the first byte (+ slack).
-        assert 1.9 < seconds < 4.5, (seconds, answer)
+        # Cut at the deadline, 2 s after the first byte (slack for a busy machine).
+        assert 1.9 < seconds < 3.5, (seconds, answer)
         assert answer == b"" or answer.startswith((b"HTTP/1.1 408 ", b"HTTP/1.1 404 ")), answer
     assert sum(a.startswith(b"HTTP/1.1 408 ") for _, a in results) >= 3
 

@@ -10,8 +10,8 @@
   data, so a request trickled a byte at a time never times out. Here the clock starts at the
   request's first byte and runs while its head and body arrive: the whole request must be in
   within `REQUEST_TIMEOUT` (else 408, and the connection closes), however it is sliced — also the
-  rest of a body Sanic reads and drops after answering early (a 404, a 413). Sanic checks timeouts
-  every half of its smallest one, so the cut comes between one and one and a half times it.
+  rest of a body Sanic reads and drops after answering early (a 404, a 413). While a request is
+  arriving the next check is set at its deadline, so the cut comes at the deadline.
 - **The socket slot** (ws/admission.py) an upgraded request holds, given back when the
   connection is lost, whatever happened to the handler.
 """
@@ -70,11 +70,24 @@ class KefuWebSocketProtocol(WebSocketProtocol):
                 self._deadline_hit = True
                 http.exception = RequestTimeout("Request Timeout")
                 self._task.cancel("request not received in time")
-                self._callback_check_timeouts = self.loop.call_later(0.5, self.check_timeouts)
+                self._callback_check_timeouts = self.loop.call_later(0.2, self.check_timeouts)
             else:
                 self.close()  # an answer is out (a 404, say): the connection goes, not reading on
             return
         super().check_timeouts()
+        self._check_at_deadline(http)
+
+    def _check_at_deadline(self, http: Any) -> None:
+        """Sanic checks every half of its smallest timeout; while a request is arriving, check
+        again right at its deadline instead, so the cut comes at the deadline, not up to half a
+        timeout after it."""
+        handle = self._callback_check_timeouts
+        if handle is None or http is None or self.websocket is not None or not _receiving(http):
+            return
+        remaining = self._request_started + self.request_timeout - time.monotonic()
+        if 0 < remaining < handle.when() - self.loop.time():
+            handle.cancel()
+            self._callback_check_timeouts = self.loop.call_later(remaining + 0.02, self.check_timeouts)
 
     def hold_slot(self, slot: Slot) -> None:
         self.release_slot()  # a failed handshake earlier on this keep-alive connection
