@@ -148,3 +148,24 @@ async def test_the_real_mode_qr_page_loads_wechats_image_under_its_csp(deploymen
     assert src.startswith(fake_wechat.mp_base + "/cgi-bin/showqrcode")
     assert await violations(page, problems) == []
     await page.close()
+
+
+async def test_an_idle_qr_page_survives_the_bind_deadline(deployment, browser):
+    # The page opens its socket before it has a code; the server closes it unbound (4410), the
+    # page reconnects, and a code asked for later still binds and logs in.
+    srv = deployment.server(**sandbox_env(KEFU_QR_BIND_TIMEOUT="1"))
+    page = await browser.new_page()
+    problems = await watch(page)
+    closes: list[int] = []
+    page.on("websocket", lambda ws: ws.on("close", lambda _: closes.append(1)))
+    await page.goto(srv.base_url + "/qr-login/")
+    await expect(page.locator('#conn-status[data-state="online"]')).to_be_visible()
+    await page.wait_for_timeout(3000)
+    assert closes  # closed at the deadline at least once
+    await page.click("#get-qr")
+    await expect(page.locator('#qr-box[data-state="bound"]')).to_be_visible(timeout=20_000)
+    await page.wait_for_timeout(1500)  # bound: past the deadline, still there
+    await page.click("#simulate")
+    await expect(page.locator("#result")).to_be_visible()
+    assert await violations(page, problems) == []
+    await page.close()
