@@ -20,10 +20,12 @@ from kefu.http.admin import admin_api
 from kefu.http.api import api
 from kefu.http.desk import desk_api
 from kefu.http.errors import error_response
+from kefu.http.pages import install_headers, page_csp, serve_directory
 from kefu.paths import bundled
 from kefu.preflight import database_label, redis_label
 from kefu.qr import install as install_qr
 from kefu.wechat.setup import make_login_provider
+from kefu.ws import admission
 from kefu.ws.chat import chat_socket
 
 log = logging.getLogger("kefu")
@@ -39,6 +41,11 @@ def create_app(settings: Settings | None = None) -> Sanic:
     app.config.ACCESS_LOG = settings.access_log  # off by default; tokens are scrubbed when on
     app.config.GRACEFUL_SHUTDOWN_TIMEOUT = 10.0
     app.config.WEBSOCKET_PING_INTERVAL = None  # type: ignore[assignment]  # kefu's heartbeat decides
+    # A request's head and body must arrive within REQUEST_TIMEOUT of its first byte (ws/transport.py
+    # makes Sanic's idle clock absolute); idle keep-alive connections go after KEEP_ALIVE_TIMEOUT.
+    app.config.REQUEST_TIMEOUT = settings.request_timeout  # type: ignore[assignment]
+    app.config.KEEP_ALIVE_TIMEOUT = settings.keep_alive_timeout  # type: ignore[assignment]
+    app.config.REQUEST_MAX_HEADER_SIZE = settings.request_max_header_size
     # Client addresses (login throttling): forwarded headers count only as configured (security.md).
     app.config.PROXIES_COUNT = settings.proxies_count or None
     app.config.REAL_IP_HEADER = settings.real_ip_header or None
@@ -52,10 +59,12 @@ def create_app(settings: Settings | None = None) -> Sanic:
     app.add_websocket_route(chat_socket, "/ws")
     app.error_handler.add(Exception, error_response)
     health.install(app)  # /metrics is not here: it has its own bind (metrics_server)
+    install_headers(app)  # CSP, nosniff, no framing, no Referer (http/pages.py)
+    admission.install(app, settings)  # socket caps, before the upgrade (ws/admission.py)
 
     admin = bundled("web_admin")
     if admin.is_dir():
-        app.static("/admin/", str(admin), index="index.html", name="admin")
+        serve_directory(app, "/admin/", admin, "admin", page_csp())
 
         @app.get("/admin")
         async def admin_root(_: Request) -> HTTPResponse:

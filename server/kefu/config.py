@@ -106,6 +106,17 @@ class Settings(BaseSettings):
     real_ip_header: str = ""
     forwarded_secret: str = ""
 
+    # -- anonymous load (docs/security.md "Anonymous load") --
+    max_sockets: int = Field(10_000, ge=1)  # per process, /ws and /ws/qr together
+    max_qr_sockets: int = Field(2_000, ge=1)  # per process, of those: QR page sockets
+    max_sockets_per_ip: int = Field(100, ge=1)  # per process and client address (IPv6: per /64)
+    qr_bind_timeout: float = Field(30.0, gt=0)
+    request_timeout: float = Field(15.0, gt=0)  # the whole request head + body, from its first byte
+    keep_alive_timeout: float = Field(75.0, gt=0)
+    request_max_header_size: int = Field(8192, ge=1024, le=16384)
+    qrcode_per_minute: int = Field(20, ge=1)  # GET /qrcode per client address
+    qrcode_live_per_ip: int = Field(50, ge=1)  # unexpired QR codes per client address
+
     # -- operations: logs, metrics, readiness (docs/operations.md) --
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"

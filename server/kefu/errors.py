@@ -31,6 +31,7 @@ class Close(IntEnum):
     TRY_AGAIN = 1013  # a backing store is down at connect time: reconnect with backoff
     UNAUTHORIZED = 4401  # no/unknown/expired/revoked token: log in again, then reconnect
     HEARTBEAT = 4408  # silent longer than the heartbeat timeout
+    BIND_TIMEOUT = 4410  # a QR page socket not bound within KEFU_QR_BIND_TIMEOUT: get a code, reconnect
     TOO_MANY_ERRORS = 4429  # the client kept sending bad frames: do not reconnect blindly
     SLOW_CONSUMER = 4503  # the client did not read and its send queue overflowed
 

@@ -13,6 +13,11 @@ newline, never buffered whole) and answered `fail`; a connection that sends noth
 `KEFU_PUSH_IDLE_TIMEOUT` seconds — including one that never finishes its line — is closed; at most
 `MAX_CONNECTIONS` connections are served at once per process.
 
+HTTP is not spoken here: a connection whose first line is an HTTP request line or header
+(`GET / HTTP/1.1`, `Host: …`) is closed without a reply and nothing on it is pushed. A web page can
+make a browser send a POST to 127.0.0.1:5678 with a body of JSON lines; without this check each of
+those lines would be a push.
+
 With several workers every worker listens on the port (SO_REUSEPORT: the kernel spreads the
 connections); since workers share Redis, any worker reaches a page on any other.
 """
@@ -23,6 +28,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import re
 from typing import Any
 
 from kefu.config import Settings
@@ -35,6 +41,17 @@ log = logging.getLogger(__name__)
 
 OK, FAIL = b"ok\n", b"fail\n"
 MAX_CONNECTIONS = 1024
+
+# `METHOD target HTTP/x`, and `Name: value` (a header line, should the request line be cut off).
+# A JSON line starts with `{` (after blanks), so neither can be mistaken for one.
+_HTTP_REQUEST_LINE = re.compile(rb"[A-Za-z]{3,12} .* HTTP/\d(\.\d)?", re.DOTALL)
+_HTTP_HEADER = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+:[ \t]?.*", re.DOTALL)
+
+
+def looks_like_http(line: bytes) -> bool:
+    """Is this (a connection's first line) HTTP rather than a push? Pure."""
+    line = line.strip()
+    return bool(_HTTP_REQUEST_LINE.fullmatch(line) or _HTTP_HEADER.fullmatch(line))
 
 
 def decide(line: bytes, secret: str) -> tuple[str, dict[str, Any]] | str:
@@ -118,6 +135,7 @@ class PushPort:
 
     async def _lines(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         idle = self.settings.push_idle_timeout
+        first = True
         while True:
             try:
                 async with asyncio.timeout(idle):  # not wait_for: it can swallow a cancellation
@@ -130,6 +148,11 @@ class PushPort:
                 async with asyncio.timeout(idle):
                     await self._skip_line(reader, e.consumed)
                 line = None
+            if first and line is not None and line.strip():
+                first = False
+                if looks_like_http(line):
+                    log.warning("push port: an HTTP request arrived, closing the connection")
+                    return
             reply = FAIL if line is None else await self._one(line)
             writer.write(reply)
             async with asyncio.timeout(idle):  # a client that never reads is dropped

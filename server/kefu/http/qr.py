@@ -2,24 +2,31 @@
 
 `/qr-image/<ticket>` and `POST /dev/simulate-scan` exist only with the dev sandbox; in real mode
 they are not routed at all (404), and the page shows WeChat's own image (`showqrcode`).
+
+`GET /qrcode` is limited per client address (store/qr_quota.py: `KEFU_QRCODE_PER_MINUTE`,
+`KEFU_QRCODE_LIVE_PER_IP`); over the limit it answers 429 with Retry-After and asks WeChat nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
+import secrets
 from urllib.parse import unquote
 
 import segno
-from sanic import Blueprint, Request, json
+from sanic import Blueprint, Request, Sanic, json
 from sanic.response import HTTPResponse, raw
 
+from kefu.core.admission import address_key
 from kefu.core.push import MAX_TICKET
-from kefu.errors import BadRequest, NotFound, Unavailable, UpstreamRefused
+from kefu.errors import BadRequest, NotFound, RateLimited, Unavailable, UpstreamRefused
 from kefu.http.body import json_body
 from kefu.protocol import is_openid, is_uid
-from kefu.qr.login import QrLogin, QrUnavailable
+from kefu.qr.login import NewQr, QrLogin, QrUnavailable
 from kefu.qr.store import StoreFull
+from kefu.store.qr_quota import QrQuota, QrQuotaPolicy, make_qr_quota
 from kefu.wechat.callback import build_scan_xml, parse_event
 from kefu.wechat.errors import WeChatError, WeChatUnavailable
 from kefu.wechat.sandbox import SandboxWeChat
@@ -31,11 +38,35 @@ qr_bp = Blueprint("qr")
 sandbox_bp = Blueprint("qr_sandbox")
 
 
+@qr_bp.listener("before_server_start")
+async def start_qr_quota(app: Sanic) -> None:
+    s = app.ctx.settings
+    app.ctx.qr_quota = make_qr_quota(app.ctx.engines.redis, s.redis_prefix,
+                                     QrQuotaPolicy(s.qrcode_per_minute, s.qrcode_live_per_ip,
+                                                   float(s.qr_expire_seconds)))
+
+
 @qr_bp.get("/qrcode")
 async def qrcode(request: Request) -> HTTPResponse:
     qr: QrLogin = request.app.ctx.qr
+    quota: QrQuota = request.app.ctx.qr_quota
+    address, count = address_key(request.client_ip), secrets.token_hex(8)
+    wait = await quota.take(address, count)
+    if wait > 0:
+        raise RateLimited("too many QR codes from your address; retry later", retry_after=wait)
     try:
-        new = await qr.create()
+        new = await _create(qr)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await quota.give_back(address, count)  # no code was made: it does not count
+        raise
+    body = new.to_json(sandbox=isinstance(qr.oa, SandboxWeChat))
+    return json(body, headers={"Cache-Control": "no-store"})
+
+
+async def _create(qr: QrLogin) -> NewQr:
+    try:
+        return await qr.create()
     except QrUnavailable as e:
         raise Unavailable(str(e)) from None
     except WeChatError as e:
@@ -46,8 +77,6 @@ async def qrcode(request: Request) -> HTTPResponse:
         raise Unavailable("WeChat is unavailable, retry later") from None
     except StoreFull as e:
         raise Unavailable(f"too many QR codes are waiting ({e}); retry later") from None
-    body = new.to_json(sandbox=isinstance(qr.oa, SandboxWeChat))
-    return json(body, headers={"Cache-Control": "no-store"})
 
 
 def _sandbox(request: Request) -> SandboxWeChat:

@@ -12,6 +12,7 @@ from sanic import Request, Sanic, redirect
 from sanic.response import HTTPResponse
 
 from kefu.config import Settings
+from kefu.http.pages import page_csp, qr_image_origins, serve_directory
 from kefu.http.push import push_api
 from kefu.http.qr import qr_bp, sandbox_bp
 from kefu.http.wechat_callback import wechat_bp
@@ -36,7 +37,7 @@ def install(app: Sanic, settings: Settings) -> None:
 
     page = bundled("web_qr")
     if page.is_dir():
-        app.static("/qr-login/", str(page), index="index.html", name="qr_login")
+        serve_directory(app, "/qr-login/", page, "qr_login", page_csp(qr_image_origins(settings)))
 
         @app.get("/qr-login")
         async def qr_login_root(_: Request) -> HTTPResponse:

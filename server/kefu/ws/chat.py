@@ -25,11 +25,12 @@ from kefu.protocol import (
     Typing,
 )
 from kefu.store.tokens import digest
-from kefu.ws.loop import in_background, serve
+from kefu.ws.loop import in_background, serve, socket_edge
 
 log = logging.getLogger(__name__)
 
 
+@socket_edge
 async def chat_socket(request: Request, ws: Websocket) -> None:
     node: Node = request.app.ctx.node
     token = request_token(request)

@@ -5,13 +5,16 @@ to the session, carries out the returned actions and passes the session's reques
 endpoint's handler. It keeps the socket on the hub while open and always takes it off every map
 when it ends, however it ends. It is also the socket edge's last resort: whatever a handler raises
 becomes an error frame (`errors.translate`), a bug is logged without the request URL (which
-carries the token), and nothing escapes to Sanic's own error log.
+carries the token), and nothing escapes to Sanic's own error log (which would quote the URL):
+`socket_edge` wraps every socket handler, and gives the socket's slot back when it ends.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -26,9 +29,30 @@ from kefu.core.session import Session
 from kefu.errors import Close, Internal, translate
 from kefu.hub import Conn
 from kefu.node import Node
+from kefu.ws import admission
 
 log = logging.getLogger(__name__)
 Handler = Callable[[Conn, Any], Awaitable[None]]
+SocketHandler = Callable[[Request, Websocket], Awaitable[None]]
+
+
+def socket_edge(handler: SocketHandler) -> SocketHandler:
+    """The last resort of a socket route: whatever escapes the handler is logged here, without
+    the URL, and the socket closed with 1011; its slot is given back however it ends."""
+    @functools.wraps(handler)
+    async def run(request: Request, ws: Websocket) -> None:
+        try:
+            await handler(request, ws)
+        except (ConnectionClosed, WebsocketClosed):
+            pass
+        except Exception:
+            log.exception("a socket handler failed")
+            with contextlib.suppress(Exception):
+                await ws.close(Close.INTERNAL, "internal error")
+        finally:
+            admission.release(request)
+
+    return run
 
 
 def failure(conn: Conn, exc: BaseException, cmid: str | None = None) -> None:
@@ -45,8 +69,10 @@ def failure(conn: Conn, exc: BaseException, cmid: str | None = None) -> None:
     conn.apply(conn.session.failed(err, time.monotonic()))
 
 
-async def serve(request: Request, ws: Websocket, session: Session, handle: Handler) -> None:
-    """Serve one socket until the peer goes."""
+async def serve(request: Request, ws: Websocket, session: Session, handle: Handler,
+                opened: Callable[[Conn], None] | None = None) -> None:
+    """Serve one socket until the peer goes. `opened` runs once the socket is on the hub (to
+    spawn its timers on the `Conn`)."""
     node: Node = request.app.ctx.node
     settings = request.app.ctx.settings
     protocol = request.protocol
@@ -60,8 +86,10 @@ async def serve(request: Request, ws: Websocket, session: Session, handle: Handl
         await ws.close(Close.TRY_AGAIN, "try again later")
         await conn.stop(0)
         return
-    conn.apply(session.open())
     try:
+        conn.apply(session.open())
+        if opened is not None:
+            opened(conn)
         while True:
             data = await ws.recv()
             # Once closing, keep reading (and dropping) until the close handshake completes: an

@@ -1,11 +1,19 @@
-"""Sanic's WebSocket protocol, noting when the client last sent anything.
+"""Sanic's HTTP/WebSocket protocol, with the bookkeeping kefu's limits need.
 
-Any bytes from the client — a data frame, a protocol-level ping, a close — prove it is alive, and
-Sanic answers pings itself without showing them to the handler. asyncio's `data_received` sees
-every byte, so this subclass (passed to Sanic as its `protocol`, Sanic's documented extension
-point) records the time there. Sanic's own keep-alive pings are off (`WEBSOCKET_PING_INTERVAL`):
-a client's automatic pong would make a silent client look alive; kefu's heartbeat (4408) is the
-one liveness rule.
+- **Liveness.** Any bytes from the client — a data frame, a protocol-level ping, a close — prove it
+  is alive, and Sanic answers pings itself without showing them to the handler. asyncio's
+  `data_received` sees every byte, so this subclass (passed to Sanic as its `protocol`, Sanic's
+  documented extension point) records the time there. Sanic's own keep-alive pings are off
+  (`WEBSOCKET_PING_INTERVAL`): a client's automatic pong would make a silent client look alive;
+  kefu's heartbeat (4408) is the one liveness rule.
+- **An absolute request deadline.** Sanic restarts its REQUEST_TIMEOUT clock on every chunk of
+  data, so a request trickled a byte at a time never times out. Here the clock starts at the
+  request's first byte and runs while its head and body arrive: the whole request must be in
+  within `REQUEST_TIMEOUT` (else 408, and the connection closes), however it is sliced — also the
+  rest of a body Sanic reads and drops after answering early (a 404, a 413). While a request is
+  arriving the next check is set at its deadline, so the cut comes at the deadline.
+- **The socket slot** (ws/admission.py) an upgraded request holds, given back when the
+  connection is lost, whatever happened to the handler.
 """
 
 from __future__ import annotations
@@ -13,16 +21,85 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from sanic.exceptions import RequestTimeout
+from sanic.http.constants import Stage
 from sanic.server.protocols.websocket_protocol import WebSocketProtocol
+
+from kefu.core.admission import Slot
+
+
+def _receiving(http: Any) -> bool:
+    """The request's head or body is arriving."""
+    return http.stage is Stage.REQUEST or _body_pending(http)
+
+
+def _body_pending(http: Any) -> bool:
+    """Body bytes are still due: before the handler runs, or after an error answer while Sanic
+    reads and drops the rest (it would read a trickled rest for ever)."""
+    # getattr: Sanic checks timeouts once before its Http object has set these up.
+    return bool(getattr(http, "request_body", None)) and not getattr(http, "upgrade_websocket", False)
 
 
 class KefuWebSocketProtocol(WebSocketProtocol):
-    __slots__ = ("last_received",)
+    __slots__ = ("_deadline_hit", "_request_started", "last_received", "socket_slot")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.last_received = time.monotonic()
+        self.socket_slot: Slot | None = None
+        self._deadline_hit = False
+        self._request_started = self.last_received
 
     def data_received(self, data: bytes) -> None:
-        self.last_received = time.monotonic()
+        now = time.monotonic()
+        self.last_received = now
+        http = getattr(self, "_http", None)
+        if self.websocket is None and http is not None and not _receiving(http):
+            self._request_started = now  # the first byte of a request
         super().data_received(data)
+
+    def check_timeouts(self) -> None:
+        if self._deadline_hit:
+            self.close()  # the 408 is out; the connection goes, rather than reading on
+            return
+        http = getattr(self, "_http", None)
+        if (self._task and self.websocket is None and http is not None and _receiving(http)
+                and time.monotonic() - self._request_started > self.request_timeout):
+            if http.stage in (Stage.REQUEST, Stage.HANDLER):
+                # What Sanic does at its own (idle) request timeout: answer 408, end the request.
+                self._deadline_hit = True
+                http.exception = RequestTimeout("Request Timeout")
+                self._task.cancel("request not received in time")
+                self._callback_check_timeouts = self.loop.call_later(0.2, self.check_timeouts)
+            else:
+                self.close()  # an answer is out (a 404, say): the connection goes, not reading on
+            return
+        super().check_timeouts()
+        self._check_at_deadline(http)
+
+    def _check_at_deadline(self, http: Any) -> None:
+        """Sanic checks every half of its smallest timeout; while a request is arriving, check
+        again right at its deadline instead, so the cut comes at the deadline, not up to half a
+        timeout after it."""
+        handle = self._callback_check_timeouts
+        if handle is None or http is None or self.websocket is not None or not _receiving(http):
+            return
+        remaining = self._request_started + self.request_timeout - time.monotonic()
+        if 0 < remaining < handle.when() - self.loop.time():
+            handle.cancel()
+            self._callback_check_timeouts = self.loop.call_later(remaining + 0.02, self.check_timeouts)
+
+    def hold_slot(self, slot: Slot) -> None:
+        self.release_slot()  # a failed handshake earlier on this keep-alive connection
+        self.socket_slot = slot
+
+    def release_slot(self) -> None:
+        slot, self.socket_slot = self.socket_slot, None
+        if slot is not None:
+            slot.release()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        try:
+            super().connection_lost(exc)
+        finally:
+            self.release_slot()
