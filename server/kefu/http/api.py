@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 from typing import Any
 
@@ -83,7 +84,7 @@ async def agent_login(request: Request) -> HTTPResponse:
     throttle, ip = login_throttle(request), request.client_ip
     wait = await throttle.attempt(ip, name)  # a store that is down answers 503 at the edge
     if wait > 0:
-        log.debug("agent login throttled (name %r, ip %s): retry in %.1f s", name, ip, wait)
+        log.debug("agent login throttled (name %s, ip %s): retry in %.1f s", _tag(name), ip, wait)
         raise RateLimited("too many failed logins; wait before trying again", retry_after=wait)
     try:
         account = await node.accounts.authenticate(name, password)
@@ -92,7 +93,7 @@ async def agent_login(request: Request) -> HTTPResponse:
             await throttle.refund(ip, name)
         raise
     if account is None:
-        log.info("agent login failed (name %r, ip %s)", name, ip)
+        log.info("agent login failed (name %s, ip %s)", _tag(name), ip)
         raise Unauthorized("wrong name or password")
     if account.disabled:  # the right password, so say why; it is not counted as a failure
         await throttle.refund(ip, name)
@@ -105,6 +106,12 @@ async def agent_login(request: Request) -> HTTPResponse:
         await node.tokens.revoke(token)
         raise Unauthorized("wrong name or password")
     return json({"token": token, "agent": _agent_json(who), "expires_in": ttl})
+
+
+def _tag(name: str) -> str:
+    """How a login name appears in the log: a short digest, since people type passwords into the
+    name field; an operator can compute it for a name they suspect (docs/security.md)."""
+    return "#" + hashlib.sha256(name.encode()).hexdigest()[:10]
 
 
 def _agent_json(who: Identity) -> dict[str, Any]:
