@@ -146,9 +146,10 @@ async def test_unread_counts_replies_still_in_the_journal_once(redis_deployment)
     from sqlalchemy.ext.asyncio import create_async_engine
 
     from kefu.config import to_driver_url
-    from kefu.journal.base import Draft
+    from kefu.journal.base import draft
     from kefu.journal.redis import RedisJournal
     from kefu.node import Node
+    from kefu.protocol import Message
     from kefu.store.messages import MessageStore
 
     d = redis_deployment
@@ -163,8 +164,8 @@ async def test_unread_counts_replies_still_in_the_journal_once(redis_deployment)
     await journal._ensure_current()
     intake = asyncio.create_task(journal._run_intake())  # accepting, but no writer: acked stays journaled
     try:
-        def reply(i: int) -> Draft:
-            return Draft(ts=1_700_000_000_000 + i, openid="o_pending", sender="agent", msg=f"r{i}",
+        def reply(i: int) -> Message:
+            return draft(ts=1_700_000_000_000 + i, openid="o_pending", sender="agent", msg=f"r{i}",
                          agent_id=1, agent="ann", cmid=f"r{i}")
 
         first = (await journal.accept(reply(1), "")).message

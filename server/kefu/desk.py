@@ -21,13 +21,13 @@ from kefu.core.routing import DESK, desk_envelope
 from kefu.core.session import Accepted
 from kefu.core.team import Team, conversation_frame, presence_frame
 from kefu.errors import BadRequest, Conflict, NotAssignee, NotFound, Taken
-from kefu.journal.base import Draft
-from kefu.protocol import ChangeStatus, Identity, agent_channel
+from kefu.journal.base import draft
+from kefu.protocol import ChangeStatus, Identity, Message, agent_channel
 from kefu.store.desk import AgentSlot, DeskStore
 from kefu.store.presence import PresenceStore
 
 log = logging.getLogger(__name__)
-Accept = Callable[[Draft, str], Awaitable[Accepted]]
+Accept = Callable[[Message, str], Awaitable[Accepted]]
 QUEUE_DRAIN = 50  # conversations looked at per drain of the queue
 
 
@@ -255,10 +255,10 @@ class Desk:
         meta: dict[str, Any] = {"event": event, "status": status, "by": by, "to": assignee}
         if note:
             meta["note"] = note
-        draft = Draft(ts=int(time.time() * 1000), openid=openid, sender="agent",
+        entry = draft(ts=int(time.time() * 1000), openid=openid, sender="agent",
                       msg=event_text(event, by, assignee, note), agent_id=by["id"] if by else None,
                       agent=by["name"] if by else None, kind="event", meta=meta)
-        await self.accept(draft, "")
+        await self.accept(entry, "")
         return frame
 
     async def _publish(self, frame: dict[str, Any]) -> None:

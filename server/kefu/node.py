@@ -30,7 +30,7 @@ from kefu.core.session import Accepted, Limits
 from kefu.desk import Desk
 from kefu.errors import Close
 from kefu.hub import Hub
-from kefu.journal.base import Draft, Journal
+from kefu.journal.base import Journal, draft
 from kefu.protocol import Identity, Message, Note, Role, SendMessage, Typing, agent_channel, user_channel
 from kefu.store.accounts import AccountStore
 from kefu.store.desk import DeskStore
@@ -117,9 +117,9 @@ class Node:
         reopens or assigns their conversation (off the ack's path)."""
         if who.role == "agent":
             self.desk.check_may_answer(who, req.openid, req.cmid)
-        draft = Draft(ts=now_ms(), openid=req.openid, sender=who.role, msg=req.msg, agent_id=who.agent_id,
+        entry = draft(ts=now_ms(), openid=req.openid, sender=who.role, msg=req.msg, agent_id=who.agent_id,
                       agent=who.agent_name, cmid=req.cmid)
-        result = await self.journal.accept(draft, origin)
+        result = await self.journal.accept(entry, origin)
         if not result.dup:
             metrics.MESSAGES_ACCEPTED.labels(who.role).inc()
             if who.role == "user":
@@ -129,9 +129,9 @@ class Node:
     async def note(self, who: Identity, req: Note, origin: str = "") -> Accepted:
         """A private note: stored and relayed like a message, but only ever to agents."""
         self.desk.check_may_answer(who, req.openid, req.cmid)
-        draft = Draft(ts=now_ms(), openid=req.openid, sender="agent", msg=req.msg, agent_id=who.agent_id,
+        entry = draft(ts=now_ms(), openid=req.openid, sender="agent", msg=req.msg, agent_id=who.agent_id,
                       agent=who.agent_name, cmid=req.cmid, kind="note")
-        return await self.journal.accept(draft, origin)
+        return await self.journal.accept(entry, origin)
 
     async def typing(self, who: Identity, req: Typing, origin: str = "") -> None:
         """Relayed to the other side of that conversation only; never stored."""

@@ -7,7 +7,7 @@ identifier rule (openid, cmid, ids) lives here and every caller uses it.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, TypeGuard
 
 from kefu.errors import BadFrame, Forbidden, KefuError, TooLarge, UnknownCmd, UnknownType
@@ -101,6 +101,9 @@ class Message:
     @property
     def for_user(self) -> bool:
         return self.kind in USER_KINDS
+
+    def with_id(self, msg_id: int, ts: int | None = None) -> Message:
+        return replace(self, id=msg_id, ts=self.ts if ts is None else ts)
 
     def to_wire(self) -> dict[str, Any]:
         out: dict[str, Any] = {

@@ -18,41 +18,24 @@ from typing import Any, Protocol
 from kefu import jsonio, metrics
 from kefu.core.session import Accepted
 from kefu.errors import is_infrastructure
-from kefu.protocol import Message, Role, sender_key
+from kefu.protocol import Message
 from kefu.store.messages import Written
 
 log = logging.getLogger(__name__)
 WRITE_TIMEOUT = 15.0
 
 
-@dataclass(frozen=True, slots=True)
-class Draft:
-    """A message before the journal gives it an id."""
+def draft(**fields: Any) -> Message:
+    """A message before the journal gives it its id (0 until then)."""
+    return Message(id=0, **fields)
 
-    ts: int
-    openid: str
-    sender: Role
-    msg: str
-    agent_id: int | None = None
-    agent: str | None = None
-    cmid: str | None = None
-    kind: str = "text"
-    meta: dict[str, Any] | None = None
 
-    @property
-    def sender_key(self) -> str:
-        return sender_key(self.sender, self.openid, self.agent_id)
-
-    def with_id(self, msg_id: int, ts: int | None = None) -> Message:
-        return Message(id=msg_id, ts=self.ts if ts is None else ts, openid=self.openid, sender=self.sender,
-                       msg=self.msg, agent_id=self.agent_id, agent=self.agent, cmid=self.cmid,
-                       kind=self.kind, meta=self.meta)
-
-    def wire_tail(self) -> str:
-        """The message's wire JSON after its id: `'{"id":' + str(id) + ',' + tail` is `to_wire()`."""
-        wire = self.with_id(0).to_wire()
-        del wire["id"]
-        return jsonio.dumps(wire)[1:]
+def wire_tail(m: Message) -> str:
+    """A message's wire JSON after its id: `'{"id":' + str(id) + ',' + tail` is `to_wire()` (the
+    Redis accept script splices the id in)."""
+    wire = m.to_wire()
+    del wire["id"]
+    return jsonio.dumps(wire)[1:]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +53,7 @@ class Journal(Protocol):
     async def stop(self, timeout: float) -> None:
         """Stop taking messages and flush what was accepted (within `timeout` seconds)."""
         ...
-    async def accept(self, draft: Draft, origin: str) -> Accepted:
+    async def accept(self, draft: Message, origin: str) -> Accepted:
         """Make `draft` durable under a fresh id and relay it, or return the earlier message of
         the same sender and cmid; raises `Unavailable` when neither can be done."""
         ...

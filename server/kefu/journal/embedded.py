@@ -23,7 +23,7 @@ from kefu.broker.local import LocalBroker
 from kefu.core.routing import AGENTS, audiences, message_envelope
 from kefu.core.session import Accepted
 from kefu.errors import Unavailable
-from kefu.journal.base import Draft, Snapshot, counts_agents, delivered_by, write_until_stored
+from kefu.journal.base import Snapshot, counts_agents, delivered_by, write_until_stored
 from kefu.protocol import Message, user_channel
 from kefu.store.messages import MessageStore
 
@@ -54,7 +54,7 @@ class EmbeddedJournal:
         self._next = await self.store.max_id()
         self._task = asyncio.create_task(self._run())
 
-    async def accept(self, draft: Draft, origin: str) -> Accepted:
+    async def accept(self, draft: Message, origin: str) -> Accepted:
         key = (draft.sender_key, draft.cmid) if draft.cmid is not None else None
         if key is not None:
             self._evict(draft.ts)

@@ -39,7 +39,7 @@ from kefu.broker.redis import channel_key
 from kefu.core.routing import audiences, conversation_channels, message_envelope, resync_envelope
 from kefu.core.session import Accepted
 from kefu.errors import Unavailable, is_infrastructure
-from kefu.journal.base import Draft, Snapshot, counts_agents, write_until_stored
+from kefu.journal.base import Snapshot, counts_agents, wire_tail, write_until_stored
 from kefu.protocol import Message
 from kefu.store.messages import MessageStore
 
@@ -145,7 +145,7 @@ class Unstored:
 
 @dataclass(slots=True)
 class _Intake:
-    draft: Draft
+    draft: Message  # id 0 until the script allocates one
     origin: str
     future: asyncio.Future[Accepted]
 
@@ -226,7 +226,7 @@ class RedisJournal:
 
     # ---- accepting -----------------------------------------------------------------------------
 
-    async def accept(self, draft: Draft, origin: str) -> Accepted:
+    async def accept(self, draft: Message, origin: str) -> Accepted:
         if self._closed or len(self._unstored) + len(self._intake) >= self.max_pending:
             raise Unavailable("the server is shutting down or cannot store messages now; resend later")
         fut: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
@@ -257,11 +257,11 @@ class RedisJournal:
         args: list[str | int] = [len(batch), self.dedupe_ttl]
         for item in batch:
             d = item.draft
-            m = d.with_id(0)  # the script splices the real id in
+            m = d  # id 0: the script splices the real id in
             env = message_envelope(m, item.origin)
             user_ch, agents_ch = audiences(m)
             args += [self._cmid_key(d.sender_key, d.cmid), d.ts,
-                     d.openid, d.wire_tail(), env.head(), env.tail(),
+                     d.openid, wire_tail(d), env.head(), env.tail(),
                      channel_key(self.prefix, user_ch) if user_ch else "",
                      channel_key(self.prefix, agents_ch), "u" if counts_agents(m) else "a"]
         return args
