@@ -19,8 +19,8 @@ from sanic.response import HTTPResponse
 
 from kefu.agent_recheck import recheck_forever
 from kefu.agents import AgentAdmin
-from kefu.auth import request_token
-from kefu.errors import BadRequest, Conflict, Forbidden, Unauthorized
+from kefu.auth import authenticated
+from kefu.errors import BadRequest, Conflict
 from kefu.http.body import json_body
 from kefu.node import Node
 from kefu.protocol import Identity
@@ -44,15 +44,7 @@ async def _with_desk(request: Request, account: dict[str, Any]) -> dict[str, Any
 
 
 async def _admin(request: Request) -> Identity:
-    token = request_token(request)
-    if not token:
-        raise Unauthorized("token required")
-    who = await request.app.ctx.node.identify(token)  # a store error answers 503
-    if who is None:
-        raise Unauthorized("invalid token")
-    if who.role != "agent" or not who.admin:
-        raise Forbidden("only admin agents may manage agent accounts")
-    return who
+    return (await authenticated(request, admin=True))[1]
 
 
 def _flag(body: dict[str, Any], name: str) -> bool | None:

@@ -10,7 +10,7 @@ from typing import Any
 from sanic import Blueprint, Request, json
 from sanic.response import HTTPResponse
 
-from kefu.auth import request_token
+from kefu.auth import authenticated
 from kefu.errors import BadRequest, Forbidden, RateLimited, Unauthorized, Unavailable, UpstreamRefused
 from kefu.http.body import int_arg, json_body, str_field
 from kefu.node import Node
@@ -32,13 +32,7 @@ class AgentDisabled(Forbidden):
 
 
 async def _who(request: Request) -> tuple[str, Identity]:
-    token = request_token(request)
-    if not token:
-        raise Unauthorized("token required")
-    who = await _node(request).identify(token)
-    if who is None:
-        raise Unauthorized("invalid token")
-    return token, who
+    return await authenticated(request)
 
 
 def _may_see(who: Identity, openid: str) -> None:

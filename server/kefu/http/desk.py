@@ -10,9 +10,9 @@ from typing import Any
 from sanic import Blueprint, Request, json
 from sanic.response import HTTPResponse, raw
 
-from kefu.auth import request_token
+from kefu.auth import authenticated
 from kefu.core.routing import DESK, desk_envelope
-from kefu.errors import BadRequest, Conflict, Forbidden, NotFound, TooLarge, Unauthorized
+from kefu.errors import BadRequest, Conflict, Forbidden, NotFound, TooLarge
 from kefu.http.body import int_arg, json_body
 from kefu.http.push import check_api_key
 from kefu.jsonio import dumps
@@ -42,15 +42,7 @@ def _canned(request: Request) -> CannedStore:
 
 
 async def _who(request: Request, role: str | None = None) -> Identity:
-    token = request_token(request)
-    if not token:
-        raise Unauthorized("token required")
-    who = await _node(request).identify(token)
-    if who is None:
-        raise Unauthorized("invalid token")
-    if role is not None and who.role != role:
-        raise Forbidden(f"only a {role} may do this")
-    return who
+    return (await authenticated(request, role))[1]
 
 
 def _openid(openid: str) -> str:
