@@ -228,3 +228,13 @@ def test_agent_only_kinds_never_go_to_the_users_channel():
     assert audiences(image) == ("user:o_user", AGENTS) and image.for_user
     assert Message.from_wire(image.to_wire()) == image
     assert "kind" not in _msg().to_wire() and "meta" not in _msg().to_wire()  # legacy shape unchanged
+
+
+def test_the_team_remembers_a_waiting_conversation_until_something_changes():
+    from kefu.core.team import Team
+    team = Team()
+    assert not team.still_waiting("o1")
+    team.nobody_took("o1")
+    assert team.still_waiting("o1") and not team.still_waiting("o2")
+    team.apply({"cmd": "presence", "agent": {"id": 7, "name": "a"}, "status": "online"})
+    assert not team.still_waiting("o1")  # an agent came online: look again

@@ -191,8 +191,9 @@ class Desk:
 
     async def on_user_message(self, openid: str) -> None:
         """A user wrote: a resolved conversation reopens; a waiting one is assigned if anyone can."""
-        if self.team.holder(openid) is not None:
-            return  # the fast path: no database work for a conversation someone holds
+        if self.team.holder(openid) is not None or self.team.still_waiting(openid):
+            return  # the fast paths: no database work while nothing can change
+        changes = self.team.changes
         st = await self.store.state(openid)
         prefer = None
         if st.status == "assigned":
@@ -202,8 +203,10 @@ class Desk:
                 return
             prefer = st.assignee_id
             await self._changed(openid, "open", None, "reopened", None)
-        if self.auto_assign:
-            await self._assign_waiting(openid, prefer)
+        if self.auto_assign and await self._assign_waiting(openid, prefer):
+            return
+        if st.status != "resolved" and self.team.changes == changes:
+            self.team.nobody_took(openid)
 
     async def drain(self) -> None:
         """Assign waiting conversations, longest waiting first, while anyone has room."""

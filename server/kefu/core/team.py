@@ -31,17 +31,35 @@ def presence_frame(agent_id: int, name: str, status: str) -> dict[str, Any]:
     return {"cmd": "presence", "agent": {"id": agent_id, "name": name}, "status": status}
 
 
+WAITING_MEMORY = 10_000  # conversations remembered as "waiting, and nobody had room"
+
+
 @dataclass
 class Team:
     assignee: dict[str, int] = field(default_factory=dict)
     presence: dict[int, str] = field(default_factory=dict)
+    #: Bumped by every change the team hears of; a conversation found waiting with nobody to take
+    #: it is not looked up again (no database work per message) until something has changed.
+    changes: int = 0
+    _waiting: dict[str, int] = field(default_factory=dict)
 
     def load(self, assigned: dict[str, int], presence: dict[int, str]) -> None:
         self.assignee = dict(assigned)
         self.presence.update(presence)
+        self.changes += 1
+
+    def still_waiting(self, openid: str) -> bool:
+        """This conversation waited in the queue with nobody to take it, and nothing changed since."""
+        return self._waiting.get(openid) == self.changes
+
+    def nobody_took(self, openid: str) -> None:
+        if len(self._waiting) >= WAITING_MEMORY:
+            self._waiting.clear()
+        self._waiting[openid] = self.changes
 
     def apply(self, frame: dict[str, Any]) -> None:
         """Take in a `conversation` or `presence` frame."""
+        self.changes += 1
         if frame.get("cmd") == "conversation":
             openid = frame.get("openid")
             who = frame.get("assignee")
