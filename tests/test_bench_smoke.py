@@ -1,0 +1,57 @@
+"""`python -m bench` runs end to end in its smallest configuration, against real servers.
+
+A smoke test of the command and its table, never of speed: no number is compared with a
+threshold. The generator limit is lifted for the table test because tiny runs against the fast
+peers can keep the generator busy on a loaded machine; the refusal itself is tested on its own.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from bench.report import ROWS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def bench(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "bench", "--smoke", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+
+
+def table_rows(stdout: str) -> dict[str, list[str]]:
+    rows = {}
+    for line in stdout.splitlines():
+        if line.startswith("| "):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+def test_the_smallest_run_prints_every_row_for_every_target() -> None:
+    r = bench("--generator-limit", "100")
+    assert r.returncode == 0, r.stderr[-4000:]
+    rows = table_rows(r.stdout)
+    assert rows[""] == ["peer", "kefu embedded", "× peer", "kefu Redis+MariaDB", "× peer"]
+    for row in ROWS:
+        assert row.label in rows, f"missing row {row.label!r} in:\n{r.stdout}"
+        peer, embedded, _, redis, _ = rows[row.label]
+        assert embedded and redis, f"{row.label}: {rows[row.label]}"
+        if row.key != "stored_once":
+            assert peer, f"{row.label}: no peer value"
+        if not row.check:
+            float(embedded.split("–")[0])  # a number, not a placeholder
+    assert rows["relay: lost"] == ["0", "0", "", "0", ""]
+    assert rows["relay: duplicated"] == ["0", "0", "", "0", ""]
+    assert rows["relay: every acked row stored once"][1::2] == ["yes", "yes"]
+    assert "Workerman" in r.stdout and "not available" in r.stdout
+    assert "plain websockets push server" in r.stdout and "no-durability relay floor" in r.stdout
+
+
+def test_it_refuses_to_report_when_the_generator_is_over_its_limit() -> None:
+    r = bench("--scenarios", "relay", "--targets", "peer", "--generator-limit", "0")
+    assert r.returncode == 3, (r.stdout, r.stderr[-4000:])
+    assert "refusing to report" in r.stderr and "generator" in r.stderr
+    assert "| relay:" not in r.stdout  # no table at all
