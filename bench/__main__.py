@@ -47,7 +47,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     csv = lambda s: [x for x in s.split(",") if x]  # noqa: E731
     p.add_argument("--scenarios", type=csv, default=SCENARIOS, help="comma-separated: push,relay,idle")
     p.add_argument("--targets", type=csv, default=TARGETS, help="comma-separated: embedded,redis_mysql,peer")
-    p.add_argument("--repeats", type=int, default=2, help="runs of each scenario on each target")
+    p.add_argument("--repeats", type=int, default=2, help="measured runs of each scenario on each target")
     p.add_argument("--generator-limit", type=float, default=0.9,
                    help="refuse to report when the generator used more than this share of one core")
     p.add_argument("--smoke", action="store_true", help="smallest sizes, one repeat (a smoke test)")
@@ -81,8 +81,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         bad = set(getattr(args, name)) - set(allowed)
         if bad or not getattr(args, name):
             p.error(f"--{name}: choose from {','.join(allowed)} (got {','.join(sorted(bad)) or 'none'})")
-    if args.repeats < 1:
-        p.error("--repeats must be at least 1")
+    if args.repeats < 0 or (args.repeats == 0 and not args.profile):
+        p.error("--repeats must be at least 1 (0 only with --profile: profiles, no table)")
     return args
 
 
@@ -155,9 +155,10 @@ async def measure(a: argparse.Namespace) -> int:
                     print(saturated(r, a.generator_limit), file=sys.stderr)
                     return EXIT_SATURATED
                 results.append(r)
-    print(header(a, load_before, results))
-    print()
-    print(table(results, a.targets))
+    if results:
+        print(header(a, load_before, results))
+        print()
+        print(table(results, a.targets))
     if a.json:
         a.json.write_text(json.dumps([dataclasses.asdict(r) for r in results], indent=1, ensure_ascii=False))
     broken = [r for r in results if r.target != "peer" and r.scenario == "relay"

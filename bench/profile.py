@@ -1,8 +1,11 @@
 """Where kefu's time goes: py-spy attached to the server for one load phase, and a summary of it.
 
 py-spy (from PyPI: `.venv/bin/pip install py-spy`) samples the server's Python stacks from outside
-the process; its collapsed-stack output ("frame;frame;… count" per line) is summarised here by own
-time (the innermost frame of each sample), per function and per package.
+the process, without pausing it; its collapsed-stack output ("thread;frame;…;frame count" per
+line) is summarised here by thread and by own time (the innermost frame of each sample), per
+function and per package. py-spy counts a thread whenever it is runnable, so on a loaded machine a
+thread that has just been woken and waits for a core (or the GIL) shows up at the call it is
+returning from, e.g. aiosqlite's worker at `tx.get()`.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ class Recording:
         self.out.parent.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
             [py_spy(), "record", "--pid", str(self.pid), "--format", "raw", "--output", str(self.out),
-             "--rate", str(self.rate), "--nonblocking", "--duration", "600"],
+             "--rate", str(self.rate), "--nonblocking", "--threads", "--duration", "600"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         time.sleep(0.5)  # attached and sampling before the load starts
         if self.proc.poll() is not None:
@@ -56,38 +59,60 @@ class Recording:
 
 
 def area(file: str) -> str:
-    """The package a source file belongs to: `kefu/<module>`, a site-package, or the stdlib."""
+    """The package of a source file as py-spy names it (`sanic/app.py`, `asyncio/tasks.py`,
+    `kefu/hub.py`): `kefu/<module>`, a third-party package, or `stdlib <module>`."""
     if "site-packages/" in file:
-        file = file.split("site-packages/", 1)[1]
-        if not file.startswith("kefu/"):
-            return file.split("/", 1)[0].removesuffix(".py")
-    if file.startswith("kefu/") or "/kefu/" in file:
-        return "kefu/" + file.split("kefu/", 1)[1].removesuffix(".py")
+        file = file.rsplit("site-packages/", 1)[1]
     if file.startswith("<"):
         return file
-    return "stdlib " + Path(file).stem
+    if file.startswith("kefu/") or "/kefu/" in file:
+        return "kefu/" + file.rsplit("kefu/", 1)[1].removesuffix(".py")
+    if "/" not in file and not file.endswith(".py"):
+        return "generated code"
+    file = re.sub(r"^/.*/lib/python3\.\d+/", "", file)  # an absolute stdlib path
+    top = Path(file).stem if file.startswith("/") else Path(file).parts[0].removesuffix(".py")
+    return f"stdlib {top}" if top in sys.stdlib_module_names else top
+
+
+def _share(n: int, total: int) -> str:
+    return f"{100 * n / total:.1f} %"
 
 
 def summarise(raw: Path, top: int = 12) -> str:
-    """Own time per package and per function, as two short Markdown tables."""
-    by_area: Counter[str] = Counter()
-    by_func: Counter[str] = Counter()
-    total = 0
+    """Samples per thread; own time per package and per function on the busiest thread (the
+    event loop); the top functions of the other threads. Markdown."""
+    threads: Counter[str] = Counter()
+    by_area: dict[str, Counter[str]] = {}
+    by_func: dict[str, Counter[str]] = {}
     for line in raw.read_text(errors="replace").splitlines():
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
             continue
         n = int(count)
-        total += n
-        leaf = stack.rsplit(";", 1)[-1]
-        m = FRAME.match(leaf)
-        func, file = (m["func"], m["file"]) if m else (leaf, "?")
-        by_area[area(file)] += n
-        by_func[f"{func} ({area(file)})"] += n
+        frames = stack.split(";")
+        thread = "?"
+        if frames[0].startswith("thread ("):
+            thread = frames.pop(0).split(": ", 1)[-1]
+            thread = re.sub(r"^Thread-\d+ ", "", thread)  # "Thread-3 (_connection_worker_thread)"
+        m = FRAME.match(frames[-1]) if frames else None
+        func, file = (m["func"], m["file"]) if m else (frames[-1] if frames else "?", "?")
+        threads[thread] += n
+        by_area.setdefault(thread, Counter())[area(file)] += n
+        by_func.setdefault(thread, Counter())[f"{func} ({area(file)})"] += n
+    total = sum(threads.values())
     if not total:
         return f"{raw.name}: no samples\n"
-    out = [f"{raw.name}: {total} samples", "", "| own time | package |", "|---:|---|"]
-    out += [f"| {100 * n / total:.1f} % | {a} |" for a, n in by_area.most_common(top)]
+    busiest = threads.most_common(1)[0][0]
+    out = [f"{raw.name}: {total} samples", "", "| samples | thread |", "|---:|---|"]
+    out += [f"| {_share(n, total)} | {t} |" for t, n in threads.most_common()]
+    own = threads[busiest]
+    out += ["", f"Own time on {busiest}:", "", "| own time | package |", "|---:|---|"]
+    out += [f"| {_share(n, own)} | {a} |" for a, n in by_area[busiest].most_common(top)]
     out += ["", "| own time | function |", "|---:|---|"]
-    out += [f"| {100 * n / total:.1f} % | `{f}` |" for f, n in by_func.most_common(top)]
+    out += [f"| {_share(n, own)} | `{f}` |" for f, n in by_func[busiest].most_common(top)]
+    for t, n in threads.most_common():
+        if t != busiest:
+            out += ["", f"Own time on {t} ({_share(n, total)} of all samples):", "",
+                    "| own time | function |", "|---:|---|"]
+            out += [f"| {_share(k, n)} | `{f}` |" for f, k in by_func[t].most_common(5)]
     return "\n".join(out) + "\n"
