@@ -39,6 +39,7 @@ class WsClient(asyncio.Protocol):
         self.close_code: int | None = None
         self.transport: asyncio.Transport | None = None
         self._key = os.urandom(4)
+        self._masks: dict[int, int] = {}  # payload length → the key repeated to it, as an int
         self._buf = bytearray()
         self._fragments: list[bytes] = []
         self._inbox: deque[bytes] = deque()
@@ -125,8 +126,10 @@ class WsClient(asyncio.Protocol):
             head = bytes((first, 0xFE)) + n.to_bytes(2, "big")
         else:
             head = bytes((first, 0xFF)) + n.to_bytes(8, "big")
-        mask = (self._key * (n // 4 + 1))[:n]
-        masked = (int.from_bytes(payload, "big") ^ int.from_bytes(mask, "big")).to_bytes(n, "big")
+        mask = self._masks.get(n)
+        if mask is None:
+            mask = self._masks[n] = int.from_bytes((self._key * (n // 4 + 1))[:n], "big")
+        masked = (int.from_bytes(payload, "big") ^ mask).to_bytes(n, "big")
         self.transport.write(head + self._key + masked)
 
     def _fail(self, exc: Exception) -> None:
