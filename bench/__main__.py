@@ -106,7 +106,8 @@ def progress(r: RunResult) -> None:
     main = {"push": "delivered_per_s", "relay": "delivered_per_s", "idle": "connects_per_s"}[r.scenario]
     extra = f", lost {r.checks['lost']}, duplicated {r.checks['duplicated']}" if r.scenario == "relay" else ""
     print(f"  {r.scenario:5} run {r.repeat + 1}  {r.label:42} {main} {r.metrics[main]:9.0f}   "
-          f"server CPU {100 * r.usage.server_cpu:3.0f} %  generator CPU {100 * r.usage.generator_cpu:3.0f} %"
+          f"CPU: server {100 * r.usage.server_cpu:3.0f} %, generator {100 * r.usage.generator_cpu:3.0f} %, "
+          f"others {100 * r.usage.others_cpu:3.0f} %"
           f"{extra}", file=sys.stderr, flush=True)
 
 
@@ -116,6 +117,11 @@ def saturated(r: RunResult, limit: float) -> str:
             f"so that number would measure the generator, not the server (whose CPU was "
             f"{100 * r.usage.server_cpu:.0f} %). Lower the load (--push-pages/--push-window/--relay-users), "
             "or run when the machine is quieter.")
+
+
+def others(results: list[RunResult]) -> str:
+    used = [100 * r.usage.others_cpu for r in results]
+    return f"{min(used):.0f}–{max(used):.0f} %" if used else "?"
 
 
 def header(a: argparse.Namespace, load_before: str, results: list[RunResult]) -> str:
@@ -132,7 +138,8 @@ def header(a: argparse.Namespace, load_before: str, results: list[RunResult]) ->
     return "\n".join([
         f"kefu benchmark, {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}, websockets {websockets_version}, generator on {loop}",
-        f"load average before {load_before}, after {loadavg()} (server and generator share this machine)",
+        f"load average before {load_before}, after {loadavg()}; other processes used "
+        f"{others(results)} of a core during the load phases (server and generator share this machine)",
         f"sizes: {sizes}",
         f"peer: {peers_note(results) or '(not run)'}",
         "Workerman (the seeds' PHP server) is not available on this machine and is not measured.",

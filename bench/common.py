@@ -54,6 +54,15 @@ async def gather_limited(n: int, concurrency: int, one: Callable[[int], Awaitabl
     return results  # type: ignore[return-value]
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores of this machine have spent busy so far (everything but idle and
+    I/O wait), from /proc/stat."""
+    ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)
+    steal_and_guests = sum(ticks[7:])  # steal, guest, guest_nice: not work done here
+    return (sum(ticks) - idle - steal_and_guests) / CLOCK_TICKS
+
+
 def pct(values: list[float], p: float) -> float:
     """The p-quantile of durations in seconds, in milliseconds (0 for no values)."""
     if not values:
@@ -80,6 +89,7 @@ class Usage:
     wall: float
     generator_cpu: float  # this process's CPU seconds / wall seconds (1.0 = one core)
     server_cpu: float
+    others_cpu: float  # every other process on the machine: how shared it was meanwhile
 
 
 class Meter:
@@ -98,13 +108,15 @@ class Meter:
         if self.recording is not None:
             self.recording.start()
         self._t0, self._gen0 = time.perf_counter(), time.process_time()
-        self._srv0 = cpu_seconds(self.server_pid)
+        self._srv0, self._all0 = cpu_seconds(self.server_pid), machine_busy_seconds()
         return self
 
     def __exit__(self, *exc: object) -> None:
         wall = max(time.perf_counter() - self._t0, 1e-9)
-        self.usage = Usage(wall, (time.process_time() - self._gen0) / wall,
-                           (cpu_seconds(self.server_pid) - self._srv0) / wall)
+        gen = (time.process_time() - self._gen0) / wall
+        srv = (cpu_seconds(self.server_pid) - self._srv0) / wall
+        others = (machine_busy_seconds() - self._all0) / wall - gen - srv
+        self.usage = Usage(wall, gen, srv, max(0.0, others))
         if self.recording is not None:
             self.recording.stop()
 

@@ -28,6 +28,7 @@ ROWS = [
     Row("push", "reply_p99_ms", "push: `ok` reply p99, ms", 1),
     Row("push", "server_cpu", "push: server CPU, % of a core", ratio=False),
     Row("push", "generator_cpu", "push: generator CPU, % of a core", ratio=False),
+    Row("push", "others_cpu", "push: other processes' CPU, % of a core", ratio=False),
     Row("relay", "delivered_per_s", "relay: messages/s (acked, to every agent)"),
     Row("relay", "relay_p50_ms", "relay: send → agent p50, ms", 1),
     Row("relay", "relay_p99_ms", "relay: send → agent p99, ms", 1),
@@ -35,6 +36,7 @@ ROWS = [
     Row("relay", "ack_p99_ms", "relay: send → ack p99, ms", 1),
     Row("relay", "server_cpu", "relay: server CPU, % of a core", ratio=False),
     Row("relay", "generator_cpu", "relay: generator CPU, % of a core", ratio=False),
+    Row("relay", "others_cpu", "relay: other processes' CPU, % of a core", ratio=False),
     Row("relay", "lost", "relay: lost", check=True),
     Row("relay", "duplicated", "relay: duplicated", check=True),
     Row("relay", "stored_once", "relay: every acked row stored once", check=True),
@@ -43,6 +45,7 @@ ROWS = [
     Row("push", "page_connects_per_s", "connects/s, QR page (`/ws/qr` + bind echo)"),
     Row("idle", "server_cpu", "connects: server CPU, % of a core", ratio=False),
     Row("idle", "generator_cpu", "connects: generator CPU, % of a core", ratio=False),
+    Row("idle", "others_cpu", "connects: other processes' CPU, % of a core", ratio=False),
 ]
 
 
@@ -51,6 +54,8 @@ def value(r: RunResult, key: str) -> float:
         return 100 * r.usage.server_cpu
     if key == "generator_cpu":
         return 100 * r.usage.generator_cpu
+    if key == "others_cpu":
+        return 100 * r.usage.others_cpu
     return r.metrics[key]
 
 
