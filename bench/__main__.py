@@ -112,10 +112,12 @@ def progress(r: RunResult) -> None:
 
 
 def saturated(r: RunResult, limit: float) -> str:
-    return (f"bench: refusing to report. The load generator used {100 * r.usage.generator_cpu:.0f} % of one "
-            f"core during {r.scenario} on {r.label} (run {r.repeat + 1}; the limit is {100 * limit:.0f} %), "
+    phase, u = r.generator_peak()
+    what = r.scenario if phase == "load" else f"{r.scenario} ({phase})"
+    return (f"bench: refusing to report. The load generator used {100 * u.generator_cpu:.0f} % of one "
+            f"core during {what} on {r.label} (run {r.repeat + 1}; the limit is {100 * limit:.0f} %), "
             f"so that number would measure the generator, not the server (whose CPU was "
-            f"{100 * r.usage.server_cpu:.0f} %). Lower the load (--push-pages/--push-window/--relay-users), "
+            f"{100 * u.server_cpu:.0f} %). Lower the load (--push-pages/--push-window/--relay-users), "
             "or run when the machine is quieter.")
 
 
@@ -158,7 +160,7 @@ async def measure(a: argparse.Namespace) -> int:
                 async with started(key, scenario) as target:
                     r = await run[scenario](target, repeat)
                 progress(r)
-                if r.usage.generator_cpu > a.generator_limit:
+                if r.generator_peak()[1].generator_cpu > a.generator_limit:
                     print(saturated(r, a.generator_limit), file=sys.stderr)
                     return EXIT_SATURATED
                 results.append(r)

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bench.common import gather_limited, pct
+from bench.common import Meter, gather_limited, pct
 from bench.result import RunResult
 from bench.targets import HOST, Target
 from bench.wire import WsClient, close_all, push_connect, ws_connect
@@ -57,9 +57,10 @@ async def run(target: Target, o: PushOptions, repeat: int) -> RunResult:
             raise RuntimeError(f"{target.label}: the bind was answered with {echo}")
         return c
 
-    t0 = time.perf_counter()
-    clients = await asyncio.wait_for(gather_limited(o.pages, o.connect_concurrency, bind), o.timeout)
-    page_connects = o.pages / (time.perf_counter() - t0)
+    with Meter(target.pid) as binding:  # page connects/s is a number too: its generator is checked
+        clients = await asyncio.wait_for(gather_limited(o.pages, o.connect_concurrency, bind), o.timeout)
+    assert binding.usage is not None
+    page_connects = o.pages / binding.usage.wall
 
     delivered: list[float] = []
     all_in = asyncio.Event()
@@ -110,4 +111,4 @@ async def run(target: Target, o: PushOptions, repeat: int) -> RunResult:
         "reply_p50_ms": pct(replies, 0.50), "reply_p99_ms": pct(replies, 0.99),
         "page_connects_per_s": page_connects,
         "lines": lines, "fail_replies": fails,
-    })
+    }, phases={"page connects": binding.usage})
