@@ -4,16 +4,19 @@
     .venv/bin/python -m bench --smoke          # smallest configuration: proves it runs, measures nothing
     .venv/bin/python -m bench --scenarios relay --targets embedded,peer --repeats 3
     .venv/bin/python -m bench --profile artifacts/profile   # and a py-spy profile of each kefu mode
+    .venv/bin/python -m bench --repeats 0 --profile artifacts/profile   # profiles only
 
 Scenarios: push (bound QR pages, pipelined pushers on the TCP port, seed dialect), relay (users →
 agents, closed loop, acked, checked against the database), idle (connects/s, then RSS per idle
 socket). Targets: kefu embedded, kefu Redis + MariaDB (127.0.0.1:3306 root and 127.0.0.1:6379; its
 own database and key prefix, removed after), and the peer (bench/peers: a plain `websockets` push
-server for push, a no-durability relay for the others). Every run gets a fresh server on 127.0.0.1.
+server for push, a no-durability relay for the others; Workerman, the seeds' PHP server, is not
+available here). Every run gets a fresh server on 127.0.0.1. See docs/performance.md.
 
 It refuses to report (exit 3) when the load generator's own CPU time exceeds --generator-limit of
-one core during a load phase: the number would measure the generator, not the server. Exit 4 means
-the table was printed but kefu lost or duplicated a message.
+one core during a measured phase: the number would measure the generator, not the server. Exit 4
+means the table was printed but kefu lost or duplicated a message, or did not store an acked one
+exactly once.
 """
 
 from __future__ import annotations
@@ -41,12 +44,15 @@ SMOKE = {"repeats": 1, "push_pages": 10, "push_pushers": 2, "push_window": 5, "p
          "relay_users": 5, "relay_seconds": 0.3, "idle_sockets": 10, "idle_settle": 0.2}
 
 
+class Help(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The docstring as written, and every option's default."""
+
+
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__, formatter_class=Help)
     csv = lambda s: [x for x in s.split(",") if x]  # noqa: E731
-    p.add_argument("--scenarios", type=csv, default=SCENARIOS, help="comma-separated: push,relay,idle")
-    p.add_argument("--targets", type=csv, default=TARGETS, help="comma-separated: embedded,redis_mysql,peer")
+    p.add_argument("--scenarios", type=csv, default=",".join(SCENARIOS), help="comma-separated")
+    p.add_argument("--targets", type=csv, default=",".join(TARGETS), help="comma-separated")
     p.add_argument("--repeats", type=int, default=2, help="measured runs of each scenario on each target")
     p.add_argument("--generator-limit", type=float, default=0.9,
                    help="refuse to report when the generator used more than this share of one core")
