@@ -55,3 +55,41 @@ def test_it_refuses_to_report_when_the_generator_is_over_its_limit() -> None:
     assert r.returncode == 3, (r.stdout, r.stderr[-4000:])
     assert "refusing to report" in r.stderr and "generator" in r.stderr
     assert "| relay:" not in r.stdout  # no table at all
+
+
+async def test_the_push_peer_speaks_the_seed_dialect() -> None:
+    """Bare-uid and QR-frame binds; `ok` only for a bound uid with its ticket (the peer's rules)."""
+    import asyncio
+    import json
+
+    from bench.targets import started
+    from bench.wire import close_all, push_connect, ws_connect
+
+    async with started("peer", "push", max_seconds=60) as peer:
+        assert peer.push_port is not None
+        bare = await ws_connect("127.0.0.1", peer.port, "/")
+        bare.send_text(b"u-bare")
+        framed = await ws_connect("127.0.0.1", peer.port, "/ws/qr")
+        bind = json.dumps({"ticket": "t+/=", "expire_seconds": 300, "uid": "u-qr"}).encode()
+        framed.send_text(bind)
+        assert await framed.recv() == bind  # the QR frame is echoed; a bare uid is not
+        got: dict[str, list[bytes]] = {"bare": [], "qr": []}
+        bare.on_text, framed.on_text = got["bare"].append, got["qr"].append
+        lines = iter([{"uid": "u-bare", "n": 1}, {"uid": "u-qr", "ticket": "t+/=", "n": 2},
+                      {"uid": "u-qr", "ticket": "other", "n": 3}, {"uid": "u-qr", "n": 4},
+                      {"uid": "nobody", "n": 5}])
+
+        def next_line(_: float) -> bytes | None:
+            line = next(lines, None)
+            return None if line is None else json.dumps(line).encode() + b"\n"
+
+        pusher = await push_connect("127.0.0.1", peer.push_port, next_line, 1)
+        pusher.start()
+        await asyncio.wait_for(pusher.done, 10)
+        assert pusher.transport is not None
+        pusher.transport.close()
+        await asyncio.sleep(0.2)
+        assert (pusher.ok, pusher.fail) == (2, 3)
+        assert [json.loads(f)["n"] for f in got["bare"]] == [1]
+        assert [json.loads(f)["n"] for f in got["qr"]] == [2]
+        await close_all([bare, framed])
