@@ -19,6 +19,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+ENTRY = {"kefu/__main__", "kefu/cli"}  # the process's own entry frames: on every stack
 FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^():]+)(?::\d+)?\)$")
 
 
@@ -79,11 +80,13 @@ def _share(n: int, total: int) -> str:
 
 
 def summarise(raw: Path, top: int = 12) -> str:
-    """Samples per thread; own time per package and per function on the busiest thread (the
-    event loop); the top functions of the other threads. Markdown."""
+    """Samples per thread; on the busiest thread (the event loop) own time per package and per
+    function, and kefu's functions with everything they call; the top functions of the other
+    threads. Markdown."""
     threads: Counter[str] = Counter()
     by_area: dict[str, Counter[str]] = {}
     by_func: dict[str, Counter[str]] = {}
+    kefu_inclusive: dict[str, Counter[str]] = {}  # kefu functions on the stack, with what they call
     for line in raw.read_text(errors="replace").splitlines():
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
@@ -97,6 +100,10 @@ def summarise(raw: Path, top: int = 12) -> str:
         m = FRAME.match(frames[-1]) if frames else None
         func, file = (m["func"], m["file"]) if m else (frames[-1] if frames else "?", "?")
         threads[thread] += n
+        on_stack = {f"{fm['func']} ({area(fm['file'])})" for fm in map(FRAME.match, frames)
+                    if fm and area(fm["file"]).startswith("kefu/") and area(fm["file"]) not in ENTRY}
+        for f in on_stack:
+            kefu_inclusive.setdefault(thread, Counter())[f] += n
         by_area.setdefault(thread, Counter())[area(file)] += n
         by_func.setdefault(thread, Counter())[f"{func} ({area(file)})"] += n
     total = sum(threads.values())
@@ -110,6 +117,9 @@ def summarise(raw: Path, top: int = 12) -> str:
     out += [f"| {_share(n, own)} | {a} |" for a, n in by_area[busiest].most_common(top)]
     out += ["", "| own time | function |", "|---:|---|"]
     out += [f"| {_share(n, own)} | `{f}` |" for f, n in by_func[busiest].most_common(top)]
+    out += ["", "| with callees | kefu function |", "|---:|---|"]
+    inclusive = kefu_inclusive.get(busiest, Counter()).most_common(top)
+    out += [f"| {_share(n, own)} | `{f}` |" for f, n in inclusive]
     for t, n in threads.most_common():
         if t != busiest:
             out += ["", f"Own time on {t} ({_share(n, total)} of all samples):", "",
