@@ -196,7 +196,8 @@ async def profile(a: argparse.Namespace, run: dict[str, Runner]) -> None:
             async with started(key, scenario) as target:
                 target.recording = Recording(target.pid, out)
                 r = await run[scenario](target, 0)
-            print(f"### {scenario}, {LABELS[key]} (server CPU {100 * r.usage.server_cpu:.0f} %)\n")
+            print(f"### {scenario}, {LABELS[key]} (CPU: server {100 * r.usage.server_cpu:.0f} %, "
+                  f"other processes {100 * r.usage.others_cpu:.0f} %)\n")
             print(summarise(out), flush=True)
 
 
