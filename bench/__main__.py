@@ -132,6 +132,15 @@ def others(results: list[RunResult]) -> str:
     return f"{min(used):.0f}–{max(used):.0f} %" if used else "?"
 
 
+def shared_warning(results: list[RunResult], limit: float = 0.25) -> list[str]:
+    busy = [r for r in results if r.usage.others_cpu > limit]
+    if not busy:
+        return []
+    return [f"warning: other processes used over {100 * limit:.0f} % of a core in {len(busy)} of "
+            f"{len(results)} runs; on a shared machine the fast peers lose more than kefu, so ratios "
+            "flatter kefu — compare runs where that CPU is low"]
+
+
 def header(a: argparse.Namespace, load_before: str, results: list[RunResult]) -> str:
     from websockets.version import version as websockets_version
 
@@ -140,9 +149,12 @@ def header(a: argparse.Namespace, load_before: str, results: list[RunResult]) ->
         loop = "uvloop"
     except ImportError:
         loop = "asyncio"
-    sizes = (f"push {a.push_pages} pages, {a.push_pushers} pushers × {a.push_window} lines in flight, "
-             f"{a.push_seconds:g} s; relay {a.relay_users} users → {a.relay_agents} agents, closed loop, "
-             f"{a.relay_seconds:g} s; idle {a.idle_sockets} sockets; {a.repeats} run(s) each, fresh servers")
+    each = {"push": f"push {a.push_pages} pages, {a.push_pushers} pushers × {a.push_window} lines in "
+                    f"flight, {a.push_seconds:g} s",
+            "relay": f"relay {a.relay_users} users → {a.relay_agents} agents, closed loop, "
+                     f"{a.relay_seconds:g} s",
+            "idle": f"idle {a.idle_sockets} sockets"}
+    sizes = "; ".join([*(each[sc] for sc in a.scenarios), f"{a.repeats} run(s) each, fresh servers"])
     return "\n".join([
         f"kefu benchmark, {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}, websockets {websockets_version}, generator on {loop}",
@@ -150,6 +162,7 @@ def header(a: argparse.Namespace, load_before: str, results: list[RunResult]) ->
         f"{others(results)} of a core during the load phases (server and generator share this machine)",
         f"sizes: {sizes}",
         f"peer: {peers_note(results) or '(not run)'}",
+        *shared_warning(results),
         "Workerman (the seeds' PHP server) is not available on this machine and is not measured.",
         "Cells are the range over the runs; × peer is the ratio of the means (kefu / peer).",
     ])
