@@ -26,6 +26,7 @@ ROWS = [
     Row("push", "delivery_p99_ms", "push: delivery p99, ms", 1),
     Row("push", "reply_p50_ms", "push: `ok` reply p50, ms", 1),
     Row("push", "reply_p99_ms", "push: `ok` reply p99, ms", 1),
+    Row("push", "fail_replies", "push: `fail` replies (every page is bound)", ratio=False),
     Row("push", "server_cpu", "push: server CPU, % of a core", ratio=False),
     Row("push", "generator_cpu", "push: generator CPU, % of a core", ratio=False),
     Row("push", "others_cpu", "push: other processes' CPU, % of a core", ratio=False),
