@@ -86,8 +86,10 @@ class Ledger:
 
     def on_agent_frame(self, agent: int, raw: bytes) -> None:
         if b'"cmd"' in raw or b'"msg"' not in raw:
-            return  # not a relayed message (a read receipt, a pong): agents get only those here
-        cmid = string_field(raw, b'"cmid":') or ""
+            return  # not a relayed message (a read receipt, a pong, a desk update)
+        cmid = string_field(raw, b'"cmid":')
+        if cmid is None:
+            return  # a message without a cmid is not one of the generator's (a status event)
         self.seen[agent][cmid] += 1
         at = self.sent_at.get(cmid)
         if at is not None:
@@ -153,21 +155,29 @@ class User:
             self.finished.set()
 
 
+def ours(led: Ledger, rows: list[StoredRow]) -> list[StoredRow]:
+    """The rows of messages the generator sent; the server writes others of its own (a
+    conversation's status events, without a cmid)."""
+    return [r for r in rows if r.cmid is not None and r.cmid in led.sent_at]
+
+
 def store_checks(led: Ledger, rows: list[StoredRow]) -> dict[str, int | str]:
     """Every acked message stored exactly once, with its id, cmid and body."""
-    by_id = {r.id: r for r in rows}
-    per_cmid = Counter(r.cmid for r in rows)
+    mine = ours(led, rows)
+    by_id = {r.id: r for r in mine}
+    per_cmid = Counter(r.cmid for r in mine)
     missing = sum(1 for cmid, i in led.acked.items()
                   if i not in by_id or by_id[i].cmid != cmid or by_id[i].body != body(cmid))
     dup_rows = sum(n - 1 for n in per_cmid.values() if n > 1)
-    return {"rows": len(rows), "store_missing": missing, "store_duplicates": dup_rows,
-            "stored_once": "yes" if not missing and not dup_rows else "NO"}
+    return {"rows": len(mine), "server_rows": len(rows) - len(mine), "store_missing": missing,
+            "store_duplicates": dup_rows, "stored_once": "yes" if not missing and not dup_rows else "NO"}
 
 
-async def wait_stored(target: Target, count: int, timeout: float) -> list[StoredRow]:
+async def wait_stored(target: Target, led: Ledger, timeout: float) -> list[StoredRow]:
+    """All rows, once the writer has stored as many of ours as were acked (or at the deadline)."""
     deadline = time.monotonic() + timeout
     rows = await asyncio.to_thread(target.stored)
-    while len(rows) < count and time.monotonic() < deadline:
+    while len(ours(led, rows)) < len(led.acked) and time.monotonic() < deadline:
         await asyncio.sleep(0.2)
         rows = await asyncio.to_thread(target.stored)
     return rows
@@ -216,7 +226,7 @@ async def run(target: Target, o: RelayOptions, repeat: int) -> RunResult:
     lost = not_acked + relay_missing
     dups = relay_dups + led.ack_conflicts
     if target.stores:
-        checks |= store_checks(led, await wait_stored(target, len(led.acked), o.store_timeout))
+        checks |= store_checks(led, await wait_stored(target, led, o.store_timeout))
         lost += int(checks["store_missing"])
         dups += int(checks["store_duplicates"])
     checks |= {"lost": lost, "duplicated": dups}

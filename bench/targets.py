@@ -23,9 +23,10 @@ from typing import Any
 
 import httpx
 import pymysql
-from bench.common import ROOT, KefuDeployment, Meter, Recorder, bench_server
 from tests.support import services
 from tests.support.server import free_port
+
+from bench.common import ROOT, KefuDeployment, Meter, Recorder, bench_server
 
 HOST = "127.0.0.1"
 TARGETS = ["embedded", "redis_mysql", "peer"]
