@@ -19,7 +19,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-ENTRY = {"kefu/__main__", "kefu/cli"}  # the process's own entry frames: on every stack
+ENTRY = {"kefu/__main__", "kefu/cli", "kefu/serving"}  # the process's entry frames: on every stack
 FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^():]+)(?::\d+)?\)$")
 
 
