@@ -77,6 +77,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     i = idle.IdleOptions()
     g.add_argument("--idle-sockets", type=int, default=i.sockets, help="idle chat sockets")
     g.add_argument("--idle-settle", type=float, default=i.settle, help="seconds before each RSS reading")
+    p.add_argument("--kefu-env", action="append", default=[], metavar="KEFU_NAME=VALUE",
+                   help="a setting for every kefu server (repeatable), e.g. KEFU_ASSIGN_LIMIT=1000")
     p.add_argument("--connect-concurrency", type=int, default=50, help="handshakes in flight at once")
     args = p.parse_args(argv)
     if args.smoke:
@@ -87,6 +89,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         bad = set(getattr(args, name)) - set(allowed)
         if bad or not getattr(args, name):
             p.error(f"--{name}: choose from {','.join(allowed)} (got {','.join(sorted(bad)) or 'none'})")
+    try:
+        args.kefu_env = dict(kv.split("=", 1) for kv in args.kefu_env)
+    except ValueError:
+        p.error("--kefu-env takes KEFU_NAME=VALUE")
     if args.repeats < 0 or (args.repeats == 0 and not args.profile):
         p.error("--repeats must be at least 1 (0 only with --profile: profiles, no table)")
     return args
@@ -161,6 +167,7 @@ def header(a: argparse.Namespace, load_before: str, results: list[RunResult]) ->
         f"load average before {load_before}, after {loadavg()}; other processes used "
         f"{others(results)} of a core during the load phases (server and generator share this machine)",
         f"sizes: {sizes}",
+        *([f"kefu settings: {' '.join(f'{k}={v}' for k, v in a.kefu_env.items())}"] if a.kefu_env else []),
         f"peer: {peers_note(results) or '(not run)'}",
         *shared_warning(results),
         "Workerman (the seeds' PHP server) is not available on this machine and is not measured.",
@@ -176,7 +183,7 @@ async def measure(a: argparse.Namespace) -> int:
     for repeat in range(a.repeats):
         for scenario in a.scenarios:
             for key in a.targets:
-                async with started(key, scenario) as target:
+                async with started(key, scenario, kefu_env=a.kefu_env) as target:
                     r = await run[scenario](target, repeat)
                 progress(r)
                 if r.generator_peak()[1].generator_cpu > a.generator_limit:
@@ -206,7 +213,7 @@ async def profile(a: argparse.Namespace, run: dict[str, Runner]) -> None:
     for scenario in a.scenarios:
         for key in (t for t in a.targets if t != "peer"):
             out = a.profile / f"{scenario}-{key}.txt"
-            async with started(key, scenario) as target:
+            async with started(key, scenario, kefu_env=a.kefu_env) as target:
                 target.recording = Recording(target.pid, out)
                 r = await run[scenario](target, 0)
             print(f"### {scenario}, {LABELS[key]} (CPU: server {100 * r.usage.server_cpu:.0f} %, "

@@ -173,8 +173,10 @@ def _start_peer(module: str, args: list[str], timeout: float, max_seconds: float
 
 
 @asynccontextmanager
-async def started(key: str, scenario: str, max_seconds: float = 900) -> AsyncIterator[Target]:
-    """A fresh target for one run of `scenario`; stopped (and its data removed) on exit."""
+async def started(key: str, scenario: str, max_seconds: float = 900,
+                  kefu_env: dict[str, str] | None = None) -> AsyncIterator[Target]:
+    """A fresh target for one run of `scenario`; stopped (and its data removed) on exit.
+    `kefu_env` is extra settings for kefu (`KEFU_…`), to measure a configuration."""
     async with AsyncExitStack() as stack:
         if key == "peer":
             port = free_port()
@@ -191,7 +193,7 @@ async def started(key: str, scenario: str, max_seconds: float = 900) -> AsyncIte
             yield PeerTarget(proc, port, push_port, loop, f"{PEERS[scenario]} ({loop})")
         else:
             env = {"KEFU_PUSH_PORT": str(free_port())} if scenario == "push" else {"KEFU_PUSH_PORT": "0"}
-            cm = bench_server(key, **env)
+            cm = bench_server(key, **env, **(kefu_env or {}))
             deployment = await asyncio.to_thread(cm.__enter__)
             stack.push(lambda *exc: cm.__exit__(*exc))
             yield KefuTarget(key, deployment)
