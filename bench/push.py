@@ -1,103 +1,114 @@
-"""Push-port benchmark: backends push to bound QR pages over the TCP text port, PHP-style.
+"""Push, seed dialect: backends push to bound QR pages over the TCP text port, PHP-style.
 
-    .venv/bin/python bench/push.py                       # embedded default (in-process broker)
-    .venv/bin/python bench/push.py --backend redis_mysql # Redis pub/sub
-    .venv/bin/python bench/push.py --pages 200 --backends 4 --lines 5000 --window 50
-
-`--pages` QR pages (sandbox QR codes) bind over /ws/qr; `--backends` TCP connections each send
-`--lines` JSON lines (`{"uid","ticket","t"}`) to random pages, `--window` lines in flight at a time
-(pipelining; `--window 1` is the classic fwrite-then-fread). Reports replies per second, reply
-latency (line written → `ok` read) and delivery latency (line written → the page's socket).
-Every loop is bounded; the server runs on 127.0.0.1 and is stopped at the end.
+`pages` QR pages connect to `/ws/qr` and bind with `{"ticket", "expire_seconds", "uid"}` (the
+bind echo is awaited; page connects/s is measured here). Then `pushers` TCP connections each keep
+`window` lines `{"uid","ticket","t"}` in flight (a sliding window: pipelining, as a busy PHP
+backend does) to random pages, for `seconds` or until `max_lines` lines in all. Delivered/s is
+pushes that reached their page per second of the load phase; delivery latency is line written →
+the page's socket; reply latency is line written → `ok` read.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import random
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
-import httpx
-import websockets
-from common import BACKENDS, bench_server, pct
-from tests.support.server import free_port
-
-
-async def run(args: argparse.Namespace) -> dict:
-    port = free_port()
-    with bench_server(args.backend, KEFU_PUSH_PORT=str(port)) as srv:
-        async with httpx.AsyncClient(base_url=srv.base_url) as http:
-            codes = [(await http.get("/qrcode")).json() for _ in range(args.pages)]
-        pages = []
-        for qr in codes:
-            ws = await websockets.connect(srv.ws_url + "/qr")
-            bind = {k: qr[k] for k in ("ticket", "expire_seconds", "uid")}
-            await ws.send(json.dumps(bind))
-            assert json.loads(await ws.recv()) == bind, "the bind echo"
-            pages.append(ws)
-
-        total = args.backends * args.lines
-        delivered: list[float] = []
-        replies: list[float] = []
-        fails = 0
-        all_in = asyncio.Event()
-
-        async def page_reader(ws) -> None:  # type: ignore[no-untyped-def]
-            async for raw in ws:
-                delivered.append(time.perf_counter() - json.loads(raw)["t"])
-                if len(delivered) == total:
-                    all_in.set()
-
-        async def backend(seed: int) -> None:
-            nonlocal fails
-            rng = random.Random(seed)
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            for start in range(0, args.lines, args.window):
-                batch = range(start, min(start + args.window, args.lines))
-                sent = []
-                for _ in batch:
-                    qr = rng.choice(codes)
-                    sent.append(time.perf_counter())
-                    line = {"uid": qr["uid"], "ticket": qr["ticket"], "t": sent[-1]}
-                    writer.write(json.dumps(line).encode() + b"\n")
-                await writer.drain()
-                for t in sent:
-                    reply = await reader.readline()
-                    replies.append(time.perf_counter() - t)
-                    fails += reply != b"ok\n"
-            writer.close()
-
-        readers = [asyncio.create_task(page_reader(p)) for p in pages]
-        t0 = time.perf_counter()
-        await asyncio.wait_for(asyncio.gather(*(backend(i) for i in range(args.backends))), args.timeout)
-        replied = time.perf_counter() - t0
-        await asyncio.wait_for(all_in.wait(), args.timeout)
-        for r in readers:
-            r.cancel()
-        for p in pages:
-            await p.close()
-        return {
-            "backend": args.backend, "pages": args.pages, "connections": args.backends,
-            "window": args.window, "lines": total, "fail_replies": fails,
-            "seconds": round(replied, 2), "lines_per_sec": round(total / replied),
-            "reply_ms_p50": round(pct(replies, 0.50), 2), "reply_ms_p99": round(pct(replies, 0.99), 2),
-            "delivery_ms_p50": round(pct(delivered, 0.50), 2),
-            "delivery_ms_p99": round(pct(delivered, 0.99), 2),
-        }
+from bench.common import Meter, gather_limited, pct
+from bench.result import RunResult
+from bench.targets import HOST, Target
+from bench.wire import WsClient, close_all, push_connect, ws_connect
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--backend", choices=BACKENDS, default="embedded")
-    p.add_argument("--pages", type=int, default=200)
-    p.add_argument("--backends", type=int, default=4, help="TCP connections")
-    p.add_argument("--lines", type=int, default=5000, help="per connection")
-    p.add_argument("--window", type=int, default=50, help="lines in flight per connection")
-    p.add_argument("--timeout", type=float, default=300)
-    print(json.dumps(asyncio.run(run(p.parse_args())), indent=2))
+@dataclass
+class PushOptions:
+    pages: int = 1000
+    pushers: int = 4
+    window: int = 50
+    seconds: float = 5.0
+    max_lines: int = 400_000
+    connect_concurrency: int = 50
+    timeout: float = 60.0
 
 
-if __name__ == "__main__":
-    main()
+def sent_time(frame: bytes) -> float:
+    """The `t` a pushed frame carries; read without a JSON parse when it is the last key."""
+    i = frame.rfind(b'"t":')
+    if i >= 0:
+        try:
+            return float(frame[i + 4:frame.find(b"}", i)])
+        except ValueError:
+            pass
+    return float(json.loads(frame)["t"])
+
+
+async def run(target: Target, o: PushOptions, repeat: int) -> RunResult:
+    assert target.push_port is not None
+    pages = await target.qr_pages(o.pages)
+
+    async def bind(i: int) -> WsClient:
+        c = await ws_connect(HOST, target.port, target.page_path)
+        c.send_text(pages[i].bind)
+        echo = json.loads(await c.recv())
+        if echo != json.loads(pages[i].bind):
+            raise RuntimeError(f"{target.label}: the bind was answered with {echo}")
+        return c
+
+    with Meter(target.pid) as binding:  # page connects/s is a number too: its generator is checked
+        clients = await asyncio.wait_for(gather_limited(o.pages, o.connect_concurrency, bind), o.timeout)
+    assert binding.usage is not None
+    page_connects = o.pages / binding.usage.wall
+
+    delivered: list[float] = []
+    all_in = asyncio.Event()
+    expected = [0]  # set to the number of `ok` replies once the pushers are done
+
+    def on_push(raw: bytes) -> None:
+        delivered.append(time.perf_counter() - sent_time(raw))
+        if expected[0] and len(delivered) >= expected[0]:
+            all_in.set()
+
+    for c in clients:
+        c.on_text = on_push
+
+    prefixes = [b'{"uid":"%s","ticket":"%s","t":' % (p.uid.encode(), p.ticket.encode()) for p in pages]
+    per_pusher = o.max_lines // o.pushers
+    rng = random.Random(repeat)
+
+    def line_maker() -> Callable[[float], bytes | None]:
+        made = [0]
+        stop_at = time.perf_counter() + o.seconds
+
+        def make(now: float) -> bytes | None:
+            if made[0] >= per_pusher or now >= stop_at:
+                return None
+            made[0] += 1
+            return rng.choice(prefixes) + repr(now).encode() + b"}\n"
+        return make
+
+    pushers = [await push_connect(HOST, target.push_port, line_maker(), o.window) for _ in range(o.pushers)]
+    with target.meter() as meter:
+        for p in pushers:
+            p.start()
+        await asyncio.wait_for(asyncio.gather(*(p.done for p in pushers)), o.seconds + o.timeout)
+        expected[0] = sum(p.ok for p in pushers)
+        if len(delivered) < expected[0]:
+            await asyncio.wait_for(all_in.wait(), o.timeout)
+    for p in pushers:
+        assert p.transport is not None
+        p.transport.close()
+    await close_all(clients)
+    usage = meter.usage
+    assert usage is not None
+    replies = [r for p in pushers for r in p.reply_s]
+    lines, fails = len(replies), sum(p.fail for p in pushers)
+    return RunResult("push", target.key, target.label, repeat, usage, {
+        "delivered_per_s": len(delivered) / usage.wall,
+        "delivery_p50_ms": pct(delivered, 0.50), "delivery_p99_ms": pct(delivered, 0.99),
+        "reply_p50_ms": pct(replies, 0.50), "reply_p99_ms": pct(replies, 0.99),
+        "page_connects_per_s": page_connects,
+        "lines": lines, "fail_replies": fails,
+    }, phases={"page connects": binding.usage})

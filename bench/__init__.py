@@ -1,0 +1,1 @@
+"""kefu's benchmark: `python -m bench` (see docs/performance.md)."""
