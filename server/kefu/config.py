@@ -125,7 +125,7 @@ class Settings(BaseSettings):
     media_store: Literal["auto", "local", "database"] = "auto"
     media_dir: Path | None = None
     media_secret: str = ""
-    media_url_ttl: int = Field(600, ge=10, le=7 * 86_400)
+    media_url_ttl: int = Field(600, ge=1, le=7 * 86_400)
     media_retention_days: int = Field(180, ge=0, le=36_500)
     image_max_bytes: int = Field(10 * 1024 * 1024, ge=16 * 1024, le=15 * 1024 * 1024)
     image_max_pixels: int = Field(40_000_000, ge=10_000, le=200_000_000)

@@ -25,6 +25,7 @@ THUMB_SIDE = 320
 MAX_FRAMES = 300
 JPEG_QUALITY = 88
 THUMB_QUALITY = 80
+MAX_STORED = 7 * 1024 * 1024  # what is kept, re-encoded (under half of MySQL's 16 MiB packet)
 
 
 class BadImage(BadRequest):
@@ -107,6 +108,8 @@ def _process(im: Image.Image, limits: ImageLimits) -> Processed:
     thumb = first.copy()
     thumb.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.Resampling.LANCZOS)
     thumb_data, thumb_mime = _encode(thumb, THUMB_QUALITY)
+    if len(data) > MAX_STORED:
+        raise ImageTooLarge("the image is too large once re-encoded")
     return Processed(data, mime, width, height, thumb_data, thumb_mime, thumb.width, thumb.height)
 
 

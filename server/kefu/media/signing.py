@@ -38,9 +38,11 @@ def is_media_id(value: object) -> bool:
 
 
 def expiry(now: float, ttl: int) -> int:
-    """Unix seconds at least `ttl` from `now`, rounded up to a whole bucket."""
+    """Unix seconds at least `ttl` from `now`, rounded up to a whole bucket (a tenth of `ttl` for
+    short ones, so a link never lives much longer than asked)."""
+    bucket = max(1, min(BUCKET, ttl // 10))
     at = int(now) + ttl
-    return at + (-at % BUCKET)
+    return at + (-at % bucket)
 
 
 def signature(secret: bytes, image_id: str, variant: str, expires: int) -> str:

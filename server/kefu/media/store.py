@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from kefu.store.binary import binary
 from kefu.store.retry import in_transaction
 from kefu.store.schema import image_blobs, images
 
@@ -98,8 +99,9 @@ class SqlBlobStore:
 
         async def run(c: AsyncConnection) -> None:
             await c.execute(sa.delete(image_blobs).where(image_blobs.c.image_id == key))
-            await c.execute(sa.insert(image_blobs), [{"image_id": key, "variant": v, "data": d}
-                                                     for v, d in blobs.items()])
+            for variant, data in blobs.items():
+                await c.execute(sa.insert(image_blobs).values(
+                    image_id=key, variant=variant, data=binary(self.engine.dialect.name, data)))
         await in_transaction(self.engine, run, "storing an image")
 
     async def get(self, key: str, variant: str) -> bytes | None:
