@@ -16,6 +16,7 @@ from sanic.response import HTTPResponse
 
 from kefu import engines, health, logs, metrics_server, migrate
 from kefu.config import Settings
+from kefu.cs.install import install as install_cs
 from kefu.http.admin import admin_api
 from kefu.http.api import api
 from kefu.http.desk import desk_api
@@ -95,5 +96,6 @@ def create_app(settings: Settings | None = None) -> Sanic:
         metrics_server.process_exit()
         log.info("worker %d stopped", os.getpid())
 
+    install_cs(app, settings)  # WeChat's customer-service channel: starts after the core
     install_qr(app, settings)  # QR login + push API; last, so it starts after and stops before the core
     return app
