@@ -130,7 +130,8 @@ async def test_a_contact_button_conversation(deployment):  # type: ignore[no-unt
         ack2 = await alice.recv_until(lambda f: f.get("cmd") == "ack" and f["cmid"] == "r2")
         assert (await delivery(alice, ack2["id"]))["meta"]["status"] == "sent"
         media_sent = fw.sent_messages[-1]
-        assert media_sent["msgtype"] == "image" and media_sent["image"]["media_id"] == fw.uploaded_media[-1][0]
+        assert media_sent["msgtype"] == "image"
+        assert media_sent["image"]["media_id"] == fw.uploaded_media[-1][0]
         assert fw.uploaded_media[-1][2] == "image/jpeg"  # the stored (clean) picture
 
         # WeChat says the quota is used (45047): the reply is marked with the reason.
@@ -194,11 +195,10 @@ async def test_nodes_share_one_access_token(redis_deployment):  # type: ignore[n
         a.create_agent("bob")
         bob_a = await desk(a, "bob")
         bob_b = await desk(b, "bob")
-        url = a.base_url + "/wechat/mp"
         fetches = fw.token_fetches  # logins use code2session, which needs no token
         for i, (srv, ws) in enumerate(((a, bob_a), (b, bob_b), (a, bob_a), (b, bob_b))):
             openid = f"o_shared_{i}"
-            await fw.apush(url, MP_TOKEN, openid, "text", Content=f"hi {i}")
+            await fw.apush(srv.base_url + "/wechat/mp", MP_TOKEN, openid, "text", Content=f"hi {i}")
             await ws.recv_until(lambda f, i=i: f.get("msg") == f"hi {i}")
             ack = await reply(ws, openid, f"reply {i}", f"s{i}")
             assert (await delivery(ws, ack["id"]))["meta"]["status"] == "sent"
@@ -207,7 +207,7 @@ async def test_nodes_share_one_access_token(redis_deployment):  # type: ignore[n
         fw.expire_tokens(MP_APPID)
         for i, (srv, ws) in enumerate(((b, bob_b), (a, bob_a))):
             openid = f"o_shared_{i}"
-            await fw.apush(url, MP_TOKEN, openid, "text", Content=f"again {i}")
+            await fw.apush(srv.base_url + "/wechat/mp", MP_TOKEN, openid, "text", Content=f"again {i}")
             ack = await reply(ws, openid, f"reply again {i}", f"t{i}")
             assert (await delivery(ws, ack["id"]))["meta"]["status"] == "sent"
         assert fw.token_fetches - fetches == 2
