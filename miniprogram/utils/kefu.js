@@ -112,7 +112,7 @@ function createKefu(options) {
     // The team (docs/protocol.md §10): the agent typing now (until when), the agent who answers.
     agentTyping: null, agentTypingUntil: 0, agentTypingTimer: null, agentName: "", agentNameId: 0,
     typingSentAt: -Infinity,
-    subscribe: null, subscribeAsked: false, // GET /api/me/subscribe; asked this launch
+    subscribe: null, subscribeAsked: false, subscribeLoading: false, // GET /api/me/subscribe; asked?
     listeners: {}
   };
 
@@ -673,6 +673,7 @@ function createKefu(options) {
         }
         if (typeof f.agent_read_upto === 'number') onAgentRead(f.agent_read_upto);
         var reset = noteEpoch(f.epoch);
+        if (!S.subscribe && !S.subscribeLoading) loadSubscribe(); // for the subscribe request on a tap
         emit('hello', f);
         syncAfterHello(reset);
         break;
@@ -845,9 +846,11 @@ function createKefu(options) {
   // ---- the "reply received" subscribe message (docs/wechat-channel.md) --------------------------
 
   function loadSubscribe() {
+    S.subscribeLoading = true;
     return request('GET', '/api/me/subscribe').then(function (res) {
       S.subscribe = res || null;
-    }, function (e) { log('GET /api/me/subscribe failed:', e.message); });
+      S.subscribeLoading = false;
+    }, function (e) { S.subscribeLoading = false; log('GET /api/me/subscribe failed:', e.message); });
   }
 
   // Ask once per launch, from a tap (WeChat shows the dialog only then), for the template kefu
@@ -990,7 +993,6 @@ function createKefu(options) {
     loadCursor();
     loadOutbox();
     S.startPromise = ensureLogin().then(function () {
-      loadSubscribe();
       return request('GET', '/api/me').then(function (me) {
         if (typeof me.agent_read_upto === 'number') onAgentRead(me.agent_read_upto);
         setUnread(S.chatVisible ? 0 : me.unread, true);
@@ -1090,7 +1092,8 @@ function createKefu(options) {
       lastId: S.lastId,
       pushes: S.pushes.slice(),
       agentTyping: S.agentTyping,
-      agentName: S.agentName
+      agentName: S.agentName,
+      subscribe: S.subscribe
     };
   }
 

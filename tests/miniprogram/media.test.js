@@ -128,7 +128,7 @@ test('the subscribe message is asked for once, from a tap, and the consent reach
   page.onLoad();
   t.after(() => { page.onUnload(); kefu.stop(); });
   await kefu.start();
-  await waitFor(() => kefu.status === 'open', { what: 'the socket to open' });
+  await waitFor(() => kefu.getState().subscribe, { what: 'the subscribe template (after hello)' });
   page.onInput('你好');
   page.send();
   page.onInput('还在吗');
