@@ -146,5 +146,10 @@ async def test_a_picture_uploaded_on_one_node_is_served_by_another(redis_deploym
             break
         await asyncio.sleep(0.2)
     assert h[0]["kind"] == "image" and h[0]["meta"]["image"]["id"] == image_id
+    # Avatars are bytes in MySQL too (the same binary path): set on A, served by B.
+    r = httpx.post(a.base_url + "/api/me/avatar", files={"file": ("a.png", images.png(), "image/png")},
+                   headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 200, r.text
+    assert httpx.get(b.base_url + f"/api/avatars/{openid}").content == images.png()
     await agent.close()
     await user.close()
