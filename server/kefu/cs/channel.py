@@ -179,7 +179,7 @@ class CsChannel:
         now = now_ms()
         w = await self.store.window(m.openid)
         errcode: int | None = None
-        reason = "offline"
+        reason = "offline"  # the user never opened a window: only a subscribe message can reach them
         if w is not None and w.is_open(now) and await self.store.spend(m.openid, now):
             try:
                 await self._send_cs(m)
@@ -200,7 +200,8 @@ class CsChannel:
             reason = "out_of_window" if now >= w.expires_at else "quota"
         if await self._subscribe(m, reason, errcode):
             return
-        await self._record(m, "wechat", "failed", reason, errcode)
+        if w is not None:  # a user who never wrote in WeChat's chat: the app's history has it
+            await self._record(m, "wechat", "failed", reason, errcode)
 
     async def _send_cs(self, m: Message) -> None:
         if m.kind == "image" and isinstance((m.meta or {}).get("image"), dict):
