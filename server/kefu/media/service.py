@@ -14,7 +14,6 @@ import hashlib
 import logging
 import secrets
 import time
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -180,6 +179,3 @@ class Media:
                 log.warning("media retention sweep failed: %s", e)
             await asyncio.sleep(SWEEP_EVERY)
 
-
-def media_dir_of(s: Settings) -> Path:
-    return s.media_dir or (s.data_dir / "media")
