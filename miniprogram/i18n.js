@@ -18,7 +18,9 @@ var CATALOG = {
     'state.failed': '发送失败，点击重试',
     'error.too_large': '消息太长，无法发送', 'error.forbidden': '无权发送此消息', 'error.tap_retry': '，点击重试',
     'chat.me': '我', 'chat.agent': '客服', 'chat.older': '查看更早的消息', 'chat.placeholder': '请输入消息',
-    'chat.send': '发送', 'chat.typing': '{name}正在输入…', 'chat.serving': '客服 {name} 为您服务'
+    'chat.send': '发送', 'chat.typing': '{name}正在输入…', 'chat.serving': '客服 {name} 为您服务',
+    'chat.image': '图片', 'chat.picture': '[图片]', 'chat.image_gone': '[图片已过期]', 'chat.card': '[小程序卡片]',
+    'chat.contact': '在微信中联系客服', 'chat.upload_failed': '图片发送失败，请重试'
   },
   en: {
     'status.idle': '', 'status.connecting': 'Connecting to customer service…', 'status.open': '',
@@ -36,7 +38,10 @@ var CATALOG = {
     'state.failed': 'Failed, tap to retry',
     'error.too_large': 'Too long to send', 'error.forbidden': 'Not allowed', 'error.tap_retry': ', tap to retry',
     'chat.me': 'Me', 'chat.agent': 'Support', 'chat.older': 'Earlier messages', 'chat.placeholder': 'Type a message',
-    'chat.send': 'Send', 'chat.typing': '{name} is typing…', 'chat.serving': '{name} is helping you'
+    'chat.send': 'Send', 'chat.typing': '{name} is typing…', 'chat.serving': '{name} is helping you',
+    'chat.image': 'Photo', 'chat.picture': '[Picture]', 'chat.image_gone': '[Picture no longer stored]',
+    'chat.card': '[Mini-program card]', 'chat.contact': 'Chat with us in WeChat',
+    'chat.upload_failed': 'The picture could not be sent; try again'
   }
 };
 

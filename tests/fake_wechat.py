@@ -30,8 +30,13 @@ import httpx
 from kefu.wechat.callback import build_scan_xml, parse_xml_root, sha1_signature
 from kefu.wechat.crypto import WeChatCrypto
 from kefu.wechat.errors import CallbackError
+from kefu.wechat.mp_push import ENTER_EVENT, build_envelope, build_push, push_fields
 
 MP_APPID, MP_SECRET = "wxfake0mp0000001", "mp-secret-0000000000000000000001"
+MP_ORIGINAL_ID = "gh_fakemp000001"
+MESSAGE_WINDOW, MESSAGE_QUOTA = 48 * 3600.0, 5  # wechat.md §6: after a user's message
+ENTER_WINDOW, ENTER_QUOTA = 60.0, 2  # after the user enters the customer-service chat
+TYPING_PATHS = ("/cgi-bin/message/custom/typing", "/cgi-bin/message/custom/business/typing")
 OA_APPID, OA_SECRET = "wxfake0oa0000001", "oa-secret-0000000000000000000001"
 OA_ORIGINAL_ID = "gh_fake00000001"
 MAX_QR_EXPIRE = 2_592_000
@@ -136,8 +141,14 @@ class FakeWeChat:
         self._codes: dict[str, _Code] = {}
         self._failures: list[_Failure] = []
         self._delays: dict[str, float] = {}
-        self._windows: dict[str, int] = {}
+        self._windows: dict[str, tuple[int, float]] = {}  # openid -> (messages left, until)
+        self._last_action: dict[str, float] = {}  # openid -> when the user last wrote or entered
+        self._typing_until: dict[str, float] = {}
+        self._media: dict[str, tuple[bytes, str]] = {}  # media_id -> (bytes, type)
+        self.uploaded_media: list[tuple[str, bytes, str]] = []
+        self.typing: list[dict[str, Any]] = []
         self._consents: dict[tuple[str, str], int] = {}
+        self._msg_ids = iter(range(24_000_000_000_000_000, 2**63))
         self._servers: list[_Server] = []
         self.api_base = self.mp_base = ""
 
@@ -211,10 +222,25 @@ class FakeWeChat:
         with self._lock:
             self._delays[path] = seconds
 
-    def open_window(self, openid: str, messages: int = 5) -> None:
-        """Allow `messages` custom messages to `openid` (enforced only with `require_window`)."""
+    def open_window(self, openid: str, messages: int = MESSAGE_QUOTA,
+                    seconds: float = MESSAGE_WINDOW) -> None:
+        """Allow `messages` custom messages to `openid` within `seconds` (enforced only with
+        `require_window`); what a user's message (or entry) does, and each resets the count."""
         with self._lock:
-            self._windows[openid] = messages
+            self._windows[openid] = (messages, time.time() + seconds)
+            self._last_action[openid] = time.time()
+
+    def close_window(self, openid: str) -> None:
+        """The window ends early (in WeChat's view): the next custom message answers 45015."""
+        with self._lock:
+            self._windows.pop(openid, None)
+
+    def add_media(self, data: bytes, mime: str = "image/jpeg") -> str:
+        """A temporary media WeChat holds (a picture a user sent): its media_id for `media/get`."""
+        media_id = "MEDIA_" + secrets.token_urlsafe(24)
+        with self._lock:
+            self._media[media_id] = (data, mime)
+        return media_id
 
     def grant_subscribe(self, openid: str, template_id: str, times: int = 1) -> None:
         with self._lock:
@@ -246,6 +272,30 @@ class FakeWeChat:
         return build_scan_xml(to_user=self.oa_original_id, from_user=from_user, scene=qr.scene,
                               ticket=ticket, subscribe=subscribe, create_time=create_time)
 
+    async def apush(self, url: str, token: str, openid: str, msg_type: str = "text", *, fmt: str = "json",
+                    crypto: WeChatCrypto | None = None, attempts: int = 3, timeout: float = 5.0,
+                    repeat: int = 0, create_time: int | None = None,
+                    **fields: str) -> tuple[Delivery, dict[str, Any]]:
+        """What WeChat does when `openid` writes (or enters) in the mini-program's customer-service
+        chat: opens the reply window that opens (5 messages in 48 h; 2 in a minute on entry) and
+        POSTs the push to kefu's message-push URL, JSON or XML, plain or safe mode (`crypto`),
+        retrying like WeChat; `repeat` re-sends an accepted push that many times more (WeChat
+        re-sends what it thinks went unanswered)."""
+        with self._lock:
+            msg_id = None if msg_type == "event" else next(self._msg_ids)
+            if msg_type != "event":
+                self._windows[openid] = (MESSAGE_QUOTA, time.time() + MESSAGE_WINDOW)
+            elif fields.get("Event") == ENTER_EVENT:
+                left, until = self._windows.get(openid, (0, 0.0))
+                if not (until > time.time() + ENTER_WINDOW and left >= ENTER_QUOTA):
+                    self._windows[openid] = (ENTER_QUOTA, time.time() + ENTER_WINDOW)
+            self._last_action[openid] = time.time()
+        push = push_fields(msg_type, to_user=MP_ORIGINAL_ID, from_user=openid, create_time=create_time,
+                           msg_id=msg_id, **fields)
+        delivery = await adeliver_push(url, token, build_push(push, fmt), fmt=fmt, crypto=crypto,
+                                       attempts=attempts, timeout=timeout, repeat=repeat)
+        return delivery, push
+
     async def adeliver_event(self, url: str, token: str, xml: bytes, **kw: Any) -> Delivery:
         return await adeliver_event(url, token, xml, **kw)
 
@@ -255,7 +305,7 @@ class FakeWeChat:
     # -- request handling (called from server threads) -------------------------------------
 
     def _handle(self, role: str, method: str, path: str, query: dict[str, str],
-                body: bytes) -> tuple[int, str, bytes]:
+                body: bytes, ctype: str = "") -> tuple[int, str, bytes]:
         with self._lock:
             self.requests.append(Recorded(role, method, path, query, body))
             delay = self._delays.get(path, 0.0)
@@ -263,9 +313,14 @@ class FakeWeChat:
             time.sleep(delay)
         if role == "mp":
             return self._showqrcode(method, path, query)
+        if method == "GET" and path == "/cgi-bin/media/get":
+            return self._media_get(query)
         with self._lock:
             try:
-                data = self._api(method, path, query, body)
+                if method == "POST" and path == "/cgi-bin/media/upload":
+                    data = self._failure(path) or self.upload_media(query, ctype, body)
+                else:
+                    data = self._api(method, path, query, body)
             except _ApiError as e:
                 data = {"errcode": e.errcode, "errmsg": _rid(e.errmsg)}
         if data is None:
@@ -290,15 +345,20 @@ class FakeWeChat:
             ("POST", "/cgi-bin/qrcode/create"): self._qrcode_create,
             ("POST", "/cgi-bin/message/custom/send"): self._custom_send,
             ("POST", "/cgi-bin/message/subscribe/send"): self._subscribe_send,
+            ("POST", "/cgi-bin/media/upload"): self._media_upload,
+            **{("POST", p): self._typing for p in TYPING_PATHS},
         }
         route = routes.get((method, path))
         if route is None:
             return None
+        self._failure(path)
+        return route(query, body)
+
+    def _failure(self, path: str) -> None:
         for f in self._failures:
             if f.remaining > 0 and f.path in (None, path):
                 f.remaining -= 1
                 raise _ApiError(f.errcode, f.errmsg)
-        return route(query, body)
 
     def _app(self, appid: str | None, secret: str | None) -> _App:
         app = self._apps.get(appid or "")
@@ -418,15 +478,64 @@ class FakeWeChat:
             raise _ApiError(47001, "data format error: msgtype payload missing")
         if msgtype == "text" and not isinstance(data["text"].get("content"), str):
             raise _ApiError(47001, "data format error: text.content missing")
+        if msgtype == "image" and data["image"].get("media_id") not in self._media:
+            raise _ApiError(40007, "invalid media_id")
         if self.require_window:
-            left = self._windows.get(touser)
-            if left is None:
+            left, until = self._windows.get(touser, (0, 0.0))
+            if time.time() >= until:
                 raise _ApiError(45015, "response out of time limit or subscription is canceled")
             if left <= 0:
                 raise _ApiError(45047, "out of response count limit")
-            self._windows[touser] = left - 1
+            self._windows[touser] = (left - 1, until)
+        self._typing_until.pop(touser, None)  # a message ends the typing state
         self.sent_messages.append({"appid": appid, **data})
         return {"errcode": 0, "errmsg": "ok"}
+
+    def _typing(self, query: dict[str, str], body: bytes) -> dict[str, Any]:
+        self._check_token(query)
+        data = _json(body)
+        touser, command = str(data.get("touser")), data.get("command")
+        if command not in ("Typing", "CancelTyping"):
+            raise _ApiError(45072, "command field error")
+        if time.time() - self._last_action.get(touser, 0.0) > 30:
+            raise _ApiError(45080, "has not sent message to user in 30 seconds")
+        if command == "Typing":
+            if time.time() < self._typing_until.get(touser, 0.0):
+                raise _ApiError(45081, "already in typing state")
+            self._typing_until[touser] = time.time() + 15
+        else:
+            self._typing_until.pop(touser, None)
+        self.typing.append(data)
+        return {"errcode": 0, "errmsg": "ok"}
+
+    def _media_upload(self, query: dict[str, str], body: bytes) -> dict[str, Any]:
+        raise AssertionError("multipart uploads are handled in _handle")
+
+    def upload_media(self, query: dict[str, str], ctype: str, body: bytes) -> dict[str, Any]:
+        """`media/upload`: a multipart form with the file in field `media`; images only here."""
+        self._check_token(query)
+        if query.get("type") != "image":
+            raise _ApiError(40004, "invalid media type")
+        part = _multipart_file(ctype, body, "media")
+        if part is None:
+            raise _ApiError(41005, "media data missing")
+        data, mime = part
+        media_id = "UP_" + secrets.token_urlsafe(24)
+        self._media[media_id] = (data, mime)
+        self.uploaded_media.append((media_id, data, mime))
+        return {"type": "image", "media_id": media_id, "created_at": int(time.time())}
+
+    def _media_get(self, query: dict[str, str]) -> tuple[int, str, bytes]:
+        with self._lock:
+            try:
+                self._check_token(query)
+                got = self._media.get(query.get("media_id", ""))
+                if got is None:
+                    raise _ApiError(40007, "invalid media_id")
+            except _ApiError as e:
+                payload = json.dumps({"errcode": e.errcode, "errmsg": _rid(e.errmsg)}).encode()
+                return 200, "text/plain", payload
+        return 200, got[1], got[0]
 
     def _subscribe_send(self, query: dict[str, str], body: bytes) -> dict[str, Any]:
         appid = self._check_token(query)
@@ -437,6 +546,20 @@ class FakeWeChat:
         self._consents[key] -= 1
         self.sent_messages.append({"appid": appid, "msgtype": "subscribe", **data})
         return {"errcode": 0, "errmsg": "ok"}
+
+
+def _multipart_file(ctype: str, body: bytes, field: str) -> tuple[bytes, str] | None:
+    """(bytes, type) of the file in `field` of a multipart/form-data body."""
+    from email.parser import BytesParser
+    from email.policy import HTTP
+
+    if not ctype.startswith("multipart/form-data"):
+        return None
+    msg = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + ctype.encode() + b"\r\n\r\n" + body)
+    for part in msg.iter_parts():
+        if part.get_param("name", header="content-disposition") == field:
+            return part.get_payload(decode=True), part.get_content_type()
+    return None
 
 
 def _json(body: bytes) -> dict[str, Any]:
@@ -470,7 +593,8 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         fake: FakeWeChat = self.server.fake  # type: ignore[attr-defined]
-        status, ctype, payload = fake._handle(self.server.role, method, parts.path, query, body)  # type: ignore[attr-defined]
+        status, ctype, payload = fake._handle(self.server.role, method, parts.path, query, body,  # type: ignore[attr-defined]
+                                              self.headers.get("Content-Type", ""))
         try:
             self.send_response(status)
             self.send_header("Content-Type", ctype)
@@ -566,6 +690,43 @@ async def adeliver_event(url: str, token: str, xml: bytes, *, crypto: WeChatCryp
             result.attempts.append(Attempt(resp.status_code, resp.text, time.monotonic() - start))
             result.accepted, result.reply = _judge(resp, crypto)
             if result.accepted:
+                break
+    return result
+
+
+async def adeliver_push(url: str, token: str, plain: bytes, *, fmt: str = "json",
+                        crypto: WeChatCrypto | None = None, timeout: float = 5.0, attempts: int = 3,
+                        repeat: int = 0) -> Delivery:
+    """POST a mini-program message push (wechat.md §6b) like WeChat: signed query, the body in
+    `fmt` (in safe mode inside an `Encrypt` envelope of the same format, with `encrypt_type=aes`
+    and `msg_signature`), `timeout` per try, up to `attempts` tries with fresh signatures until
+    the answer is `success` (or empty); then `repeat` more deliveries of the very same request."""
+    result = Delivery()
+    ctype = "application/json" if fmt == "json" else "text/xml"
+    async with httpx.AsyncClient(timeout=timeout) as http:
+
+        async def post(query: dict[str, str], body: bytes) -> bool:
+            start = time.monotonic()
+            try:
+                resp = await http.post(url, params=query, content=body, headers={"Content-Type": ctype})
+            except httpx.HTTPError as e:
+                error = "timeout" if isinstance(e, httpx.TimeoutException) else type(e).__name__
+                result.attempts.append(Attempt(None, "", time.monotonic() - start, error))
+                return False
+            result.attempts.append(Attempt(resp.status_code, resp.text, time.monotonic() - start))
+            return resp.status_code == 200 and resp.text.strip() in ("", "success")
+
+        for _ in range(attempts):
+            query = signed_query(token)
+            body = plain
+            if crypto is not None:
+                body, sig = build_envelope(plain, fmt, MP_ORIGINAL_ID, crypto, query["timestamp"],
+                                           query["nonce"])
+                query |= {"encrypt_type": "aes", "msg_signature": sig}
+            if await post(query, body):
+                result.accepted = True
+                for _ in range(repeat):
+                    await post(query, body)
                 break
     return result
 

@@ -112,6 +112,7 @@ function createKefu(options) {
     // The team (docs/protocol.md §10): the agent typing now (until when), the agent who answers.
     agentTyping: null, agentTypingUntil: 0, agentTypingTimer: null, agentName: "", agentNameId: 0,
     typingSentAt: -Infinity,
+    subscribe: null, subscribeAsked: false, subscribeLoading: false, // GET /api/me/subscribe; asked?
     listeners: {}
   };
 
@@ -186,12 +187,12 @@ function createKefu(options) {
       if (!e || !e.cmid || typeof e.msg !== 'string') return;
       if (findOutbox(e.cmid) >= 0) return;
       S.outbox.push({ cmid: e.cmid, msg: e.msg, ts: e.ts || now(), state: e.state === 'failed' ? 'failed' : 'pending',
-        error: e.error || '', sentGen: 0, retries: 0, retryAt: 0 });
+        error: e.error || '', sentGen: 0, retries: 0, retryAt: 0, image: e.image || null });
     });
   }
   function saveOutbox() {
     save('outbox', S.outbox.map(function (e) {
-      return { cmid: e.cmid, msg: e.msg, ts: e.ts, state: e.state, error: e.error };
+      return { cmid: e.cmid, msg: e.msg, ts: e.ts, state: e.state, error: e.error, image: e.image || null };
     }));
   }
 
@@ -286,6 +287,8 @@ function createKefu(options) {
       msg: m.msg };
     if (m.agent) msg.agent = m.agent;
     if (m.cmid) msg.cmid = m.cmid;
+    if (m.kind && m.kind !== 'text') msg.kind = m.kind; // image, card (docs/protocol.md §11)
+    if (m.meta) msg.meta = m.meta;
     if (msg.from === 'agent' && msg.agent && (!S.agentNameId || msg.id >= S.agentNameId)) {
       S.agentName = msg.agent;
       S.agentNameId = msg.id;
@@ -414,7 +417,8 @@ function createKefu(options) {
       var wait = e.retryAt - now();
       if (wait > 0) { scheduleFlush(wait); return; }
       if (!takeSendToken()) { scheduleFlush(config.sendInterval); return; }
-      if (sendFrame({ type: 2, msg: e.msg, cmid: e.cmid })) { e.sentGen = S.gen; e.retryAt = 0; }
+      var frame = e.image ? { type: 2, image: e.image.id, cmid: e.cmid } : { type: 2, msg: e.msg, cmid: e.cmid };
+      if (sendFrame(frame)) { e.sentGen = S.gen; e.retryAt = 0; }
       if (e.retries > 0) return;
     }
   }
@@ -669,6 +673,7 @@ function createKefu(options) {
         }
         if (typeof f.agent_read_upto === 'number') onAgentRead(f.agent_read_upto);
         var reset = noteEpoch(f.epoch);
+        if (!S.subscribe && !S.subscribeLoading) loadSubscribe(); // for the subscribe request on a tap
         emit('hello', f);
         syncAfterHello(reset);
         break;
@@ -752,6 +757,124 @@ function createKefu(options) {
     });
   }
 
+  // ---- pictures (docs/protocol.md §11) -----------------------------------------------------------
+
+  // wx.uploadFile the picture at `tempPath` (from wx.chooseMedia) to POST /api/media, then queue it
+  // as an image message (sent now, or after the next connect, with its cmid). Resolves to its cmid.
+  function sendImage(tempPath) {
+    return ensureLogin().then(function (token) {
+      return new Promise(function (resolve, reject) {
+        wx.uploadFile({
+          url: baseUrl + '/api/media', filePath: tempPath, name: 'file',
+          header: { Authorization: 'Bearer ' + token },
+          success: function (res) {
+            var body = res.data;
+            try { body = typeof body === 'string' ? JSON.parse(body) : body; } catch (e) { body = {}; }
+            if (res.statusCode >= 200 && res.statusCode < 300 && body && body.image) resolve(body);
+            else reject(makeError((body && body.error) || 'http_' + res.statusCode, body && body.message, res.statusCode));
+          },
+          fail: function (res) { reject(makeError('network', (res && res.errMsg) || 'upload failed')); }
+        });
+      });
+    }).then(function (up) {
+      keepUrls(up.image.id, up);
+      var entry = { cmid: newCmid(), msg: '[图片]', ts: now(), state: 'pending', error: '', sentGen: 0, retries: 0,
+        retryAt: 0, image: up.image };
+      S.outbox.push(entry);
+      saveOutbox();
+      changed();
+      flushOutbox();
+      return entry.cmid;
+    });
+  }
+
+  // Pick a photo (album or camera, compressed) and send it.
+  function chooseImage() {
+    return new Promise(function (resolve, reject) {
+      wx.chooseMedia({
+        count: 1, mediaType: ['image'], sizeType: ['compressed'], sourceType: ['album', 'camera'],
+        success: function (res) { resolve(res.tempFiles && res.tempFiles[0] && res.tempFiles[0].tempFilePath); },
+        fail: function (res) { reject(makeError('cancelled', (res && res.errMsg) || 'chooseMedia failed')); }
+      });
+    }).then(function (path) { return path ? sendImage(path) : null; });
+  }
+
+  // Signed picture URLs (absolute, for <image src>): kept until shortly before they expire.
+  var urls = {};
+  var wantedUrls = {};
+  var urlTimer = null;
+  function keepUrls(id, u) {
+    urls[id] = { url: baseUrl + u.url, thumb: baseUrl + u.thumb_url, expiresAt: u.expires_at * 1000 };
+  }
+  function imageUrls(id) {
+    var u = urls[id];
+    if (u === null) return null;
+    if (!u || u.expiresAt - now() < 30000) {
+      wantedUrls[id] = true;
+      if (!urlTimer) urlTimer = later(signWanted, 10);
+    }
+    return u || undefined;
+  }
+  function signWanted() {
+    urlTimer = null;
+    var ids = Object.keys(wantedUrls).slice(0, 100);
+    if (!ids.length) return;
+    ids.forEach(function (id) { delete wantedUrls[id]; });
+    request('POST', '/api/media/sign', { ids: ids }).then(function (res) {
+      ids.forEach(function (id) {
+        var u = res && res.images ? res.images[id] : null;
+        if (u) keepUrls(id, u); else urls[id] = null;
+      });
+      changed();
+    }, function (e) { log('signing pictures failed:', e.message); });
+  }
+
+  // Tap on a picture: WeChat's viewer, with every picture of the chat to swipe through.
+  function previewImage(id) {
+    var all = [];
+    S.messages.forEach(function (m) {
+      var img = m.kind === 'image' && m.meta && m.meta.image;
+      var u = img && urls[img.id];
+      if (u) all.push(u.url);
+    });
+    var current = urls[id];
+    if (!current) return false;
+    wx.previewImage({ current: current.url, urls: all.length ? all : [current.url] });
+    return true;
+  }
+
+  // ---- the "reply received" subscribe message (docs/wechat-channel.md) --------------------------
+
+  function loadSubscribe() {
+    S.subscribeLoading = true;
+    return request('GET', '/api/me/subscribe').then(function (res) {
+      S.subscribe = res || null;
+      S.subscribeLoading = false;
+    }, function (e) { S.subscribeLoading = false; log('GET /api/me/subscribe failed:', e.message); });
+  }
+
+  // Ask once per launch, from a tap (WeChat shows the dialog only then), for the template kefu
+  // uses when an agent replies while the user is away; each "accept" allows one such message.
+  function askSubscribe() {
+    var sub = S.subscribe;
+    if (!sub || !sub.template_id || sub.consents > 0 || S.subscribeAsked || !wx.requestSubscribeMessage) return false;
+    S.subscribeAsked = true;
+    var id = sub.template_id;
+    wx.requestSubscribeMessage({
+      tmplIds: [id],
+      success: function (res) {
+        var result = res && res[id];
+        if (result !== 'accept' && result !== 'reject' && result !== 'ban') return;
+        request('POST', '/api/me/subscribe', { template_id: id, result: result }).then(function (r) {
+          if (r && typeof r.consents === 'number') sub.consents = r.consents;
+          emit('subscribe', { result: result, consents: sub.consents });
+        }, function (e) { log('recording the subscribe consent failed:', e.message); });
+      },
+      fail: function (res) { log('requestSubscribeMessage failed:', res && res.errMsg); }
+    });
+    return true;
+  }
+
   // A backend push (docs/protocol.md §8): any JSON object that is neither a protocol frame nor a
   // chat message. It is not stored by the server; the app gets it as it came.
   function onPushFrame(f) {
@@ -779,7 +902,9 @@ function createKefu(options) {
     if (i >= 0) {
       var e = S.outbox.splice(i, 1)[0];
       saveOutbox();
-      addMessage({ id: f.id, ts: f.ts, openid: S.openid, from: 'user', msg: e.msg, cmid: f.cmid }, 'ack');
+      var acked = { id: f.id, ts: f.ts, openid: S.openid, from: 'user', msg: e.msg, cmid: f.cmid };
+      if (e.image) { acked.kind = 'image'; acked.meta = { image: e.image }; }
+      addMessage(acked, 'ack');
       flushCursor();
       if (e.retries > 0) flushOutbox(); // the ones it held back
     }
@@ -956,7 +1081,8 @@ function createKefu(options) {
       openid: S.openid,
       messages: S.messages.slice(),
       outbox: S.outbox.map(function (e) {
-        return { cmid: e.cmid, msg: e.msg, ts: e.ts, state: e.state, error: e.error, retries: e.retries };
+        return { cmid: e.cmid, msg: e.msg, ts: e.ts, state: e.state, error: e.error, retries: e.retries,
+          image: e.image || null };
       }),
       unread: S.unread,
       agentReadUpto: S.agentReadUpto,
@@ -966,7 +1092,8 @@ function createKefu(options) {
       lastId: S.lastId,
       pushes: S.pushes.slice(),
       agentTyping: S.agentTyping,
-      agentName: S.agentName
+      agentName: S.agentName,
+      subscribe: S.subscribe
     };
   }
 
@@ -982,6 +1109,11 @@ function createKefu(options) {
     typing: typing,
     setNickname: setNickname,
     uploadAvatar: uploadAvatar,
+    sendImage: sendImage,
+    chooseImage: chooseImage,
+    imageUrls: imageUrls,
+    previewImage: previewImage,
+    askSubscribe: askSubscribe,
     request: request,
     login: login,
     loadOlder: loadOlder,

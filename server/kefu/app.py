@@ -16,11 +16,14 @@ from sanic.response import HTTPResponse
 
 from kefu import engines, health, logs, metrics_server, migrate
 from kefu.config import Settings
+from kefu.cs.install import install as install_cs
 from kefu.http.admin import admin_api
 from kefu.http.api import api
 from kefu.http.desk import desk_api
 from kefu.http.errors import error_response
+from kefu.http.media import media_api
 from kefu.http.pages import install_headers, page_csp, serve_directory
+from kefu.media.service import Media
 from kefu.paths import bundled
 from kefu.preflight import database_label, redis_label
 from kefu.qr import install as install_qr
@@ -56,6 +59,7 @@ def create_app(settings: Settings | None = None) -> Sanic:
     app.blueprint(api)
     app.blueprint(admin_api)
     app.blueprint(desk_api)
+    app.blueprint(media_api)
     app.add_websocket_route(chat_socket, "/ws")
     app.error_handler.add(Exception, error_response)
     health.install(app)  # /metrics is not here: it has its own bind (metrics_server)
@@ -78,8 +82,11 @@ def create_app(settings: Settings | None = None) -> Sanic:
             raise RuntimeError("the MySQL schema is not current: run `kefu migrate` first")
         app.ctx.engines = engines.build(settings)
         app.ctx.node = app.ctx.engines.node
-        app.ctx.wechat = make_login_provider(settings)
+        app.ctx.wechat = make_login_provider(settings, app.ctx.engines.redis)
+        app.ctx.media = Media.from_settings(settings, app.ctx.engines.db)
+        app.ctx.node.media = app.ctx.media
         await app.ctx.node.start()
+        await app.ctx.media.start()
         log.info("worker %d serving http://%s:%s; database %s; redis %s; wechat %s", os.getpid(),
                  settings.host, settings.port, database_label(settings), redis_label(settings),
                  settings.wechat_mode)
@@ -91,11 +98,13 @@ def create_app(settings: Settings | None = None) -> Sanic:
 
     @app.after_server_stop
     async def stop(app: Sanic) -> None:
+        await app.ctx.media.stop()
         await app.ctx.node.stop()
         await app.ctx.wechat.aclose()
         await app.ctx.engines.close()
         metrics_server.process_exit()
         log.info("worker %d stopped", os.getpid())
 
+    install_cs(app, settings)  # WeChat's customer-service channel: starts after the core
     install_qr(app, settings)  # QR login + push API; last, so it starts after and stops before the core
     return app

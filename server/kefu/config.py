@@ -132,6 +132,25 @@ class Settings(BaseSettings):
     typing_interval: float = Field(2.0, ge=0.1, le=60)
     avatar_max_bytes: int = Field(131_072, ge=1024, le=1_048_576)
 
+    # -- pictures in chat (docs/protocol.md §11) --
+    media_store: Literal["auto", "local", "database"] = "auto"
+    media_dir: Path | None = None
+    media_secret: str = ""
+    media_url_ttl: int = Field(600, ge=1, le=7 * 86_400)
+    media_retention_days: int = Field(180, ge=0, le=36_500)
+    image_max_bytes: int = Field(10 * 1024 * 1024, ge=16 * 1024, le=15 * 1024 * 1024)
+    image_max_pixels: int = Field(40_000_000, ge=10_000, le=200_000_000)
+    image_max_side: int = Field(2048, ge=320, le=8192)
+
+    # -- WeChat's customer-service channel (docs/wechat-channel.md) --
+    mp_token: str = ""
+    mp_aes_key: str = ""
+    mp_allow_plain: bool = False
+    subscribe_template_id: str = Field("", max_length=128)
+    subscribe_page: str = "pages/chat/chat"
+    subscribe_data: str = '{"thing1": "{text}", "time2": "{time}"}'
+    subscribe_state: Literal["formal", "trial", "developer"] = "formal"
+
     @classmethod
     def settings_customise_sources(
         cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
@@ -142,12 +161,26 @@ class Settings(BaseSettings):
         return (init_settings, env_settings, DotEnvSettingsSource(settings_cls, env_file=env_file()),
                 file_secret_settings)
 
+    @field_validator("subscribe_data")
+    @classmethod
+    def _template_data(cls, v: str) -> str:
+        import json
+
+        try:
+            data = json.loads(v)
+        except ValueError:
+            raise ValueError("must be a JSON object of keyword → text") from None
+        if not isinstance(data, dict) or not data or not all(
+                isinstance(k, str) and isinstance(t, str) for k, t in data.items()):
+            raise ValueError('must be a JSON object of keyword → text, e.g. {"thing1": "{text}"}')
+        return v
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, v: object) -> object:
         return v.upper() if isinstance(v, str) else v
 
-    @field_validator("data_dir", "metrics_dir")
+    @field_validator("data_dir", "metrics_dir", "media_dir")
     @classmethod
     def _absolute(cls, v: Path | None) -> Path | None:
         if v is not None and not v.expanduser().is_absolute():
@@ -175,6 +208,8 @@ class Settings(BaseSettings):
             raise ValueError("KEFU_LOGIN_DELAY_MAX must be at least KEFU_LOGIN_DELAY")
         if self.oa_aes_key and len(self.oa_aes_key) != 43:
             raise ValueError("KEFU_OA_AES_KEY (the EncodingAESKey) must be 43 characters")
+        if self.mp_aes_key and len(self.mp_aes_key) != 43:
+            raise ValueError("KEFU_MP_AES_KEY (the EncodingAESKey) must be 43 characters")
         if self.metrics_port and self.metrics_port in (self.port, self.push_port):
             raise ValueError(f"KEFU_METRICS_PORT={self.metrics_port} is already KEFU_PORT or "
                              "KEFU_PUSH_PORT: /metrics needs a port of its own (0 turns it off)")

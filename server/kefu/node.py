@@ -11,7 +11,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from kefu import metrics
 from kefu.broker.base import Broker
@@ -28,15 +29,27 @@ from kefu.core.routing import (
 )
 from kefu.core.session import Accepted, Limits
 from kefu.desk import Desk
-from kefu.errors import Close
+from kefu.errors import BadRequest, Close
 from kefu.hub import Hub
 from kefu.journal.base import Journal, draft
-from kefu.protocol import Identity, Message, Note, Role, SendMessage, Typing, agent_channel, user_channel
+from kefu.protocol import (
+    Identity,
+    Message,
+    Note,
+    Role,
+    SendMessage,
+    Typing,
+    agent_channel,
+    user_channel,
+)
 from kefu.store.accounts import AccountStore
 from kefu.store.desk import DeskStore
 from kefu.store.messages import MessageStore
 from kefu.store.presence import MemoryPresence, PresenceStore
 from kefu.store.tokens import TokenStore, digest
+
+if TYPE_CHECKING:
+    from kefu.media.service import Media
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +81,12 @@ class Node:
                          default_limit=assign_limit, auto_assign=auto_assign)
         self.epoch = ""
         self._sweeper: asyncio.Task[None] | None = None
+        #: Pictures (set by the app; without it image frames are refused).
+        self.media: Media | None = None
+        #: Called with every new agent reply and agent typing (WeChat's customer-service channel
+        #: forwards what a user who is not connected should still get); must not block.
+        self.on_reply: Callable[[Accepted], None] | None = None
+        self.on_agent_typing: Callable[[Identity, str], None] | None = None
 
     async def start(self) -> None:
         self.epoch = await self.messages.epoch()
@@ -117,13 +136,30 @@ class Node:
         reopens or assigns their conversation (off the ack's path)."""
         if who.role == "agent":
             self.desk.check_may_answer(who, req.openid, req.cmid)
+        kind, meta = "text", None
+        if req.image is not None:
+            if self.media is None:
+                raise BadRequest("pictures are not enabled on this server", cmid=req.cmid)
+            kind, meta = "image", {"image": await self.media.for_message(req.image, req.openid, who)}
         entry = draft(ts=now_ms(), openid=req.openid, sender=who.role, msg=req.msg, agent_id=who.agent_id,
-                      agent=who.agent_name, cmid=req.cmid)
+                      agent=who.agent_name, cmid=req.cmid, kind=kind, meta=meta)
         result = await self.journal.accept(entry, origin)
         if not result.dup:
             metrics.MESSAGES_ACCEPTED.labels(who.role).inc()
             if who.role == "user":
                 self.desk.spawn(self.desk.on_user_message(req.openid), "assigning a conversation")
+            elif self.on_reply is not None:
+                self.on_reply(result)
+        return result
+
+    async def accept_inbound(self, entry: Message) -> Accepted:
+        """A user's message that came by another channel than a socket (WeChat's customer-service
+        chat): stored, relayed and assigned exactly like one from the user's socket."""
+        result = await self.journal.accept(entry, "")
+        if not result.dup:
+            metrics.MESSAGES_ACCEPTED.labels("user").inc()
+            if entry.for_user:
+                self.desk.spawn(self.desk.on_user_message(entry.openid), "assigning a conversation")
         return result
 
     async def note(self, who: Identity, req: Note, origin: str = "") -> Accepted:
@@ -137,6 +173,8 @@ class Node:
         """Relayed to the other side of that conversation only; never stored."""
         env = typing_envelope(req.openid, who.role, who.agent_name if who.role == "agent" else None, origin)
         await self.broker.publish((typing_channel(req.openid, who.role),), env)
+        if who.role == "agent" and self.on_agent_typing is not None:
+            self.on_agent_typing(who, req.openid)
 
     async def since(self, who: Identity, after: int, limit: int,
                     everything: bool = False) -> tuple[list[Message], bool]:

@@ -134,9 +134,13 @@ class Message:
 
 @dataclass(frozen=True, slots=True)
 class SendMessage:
+    """A chat message; with `image` (an id from `POST /api/media`) a picture, whose `msg` is the
+    placeholder legacy clients show."""
+
     openid: str
     msg: str
     cmid: str | None
+    image: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +208,8 @@ class JoinDesk:
 
 ClientFrame = (SendMessage | Ping | Sync | MarkRead | Typing | Note | ChangeStatus | SetPresence
                | JoinDesk)
+IMAGE_PLACEHOLDER = "[图片]"  # the `msg` of a picture: what a client that knows no `kind` shows
+MEDIA_ID_RE = re.compile(r"[0-9a-f]{32}")
 AGENT_ONLY_CMDS = ("note", "claim", "release", "resolve", "reopen", "transfer", "presence", "desk")
 NOTE_MAX = 4000  # characters of a transfer note
 
@@ -296,6 +302,12 @@ def _parse_message(obj: dict[str, Any], who: Identity, max_message_bytes: int) -
             raise UnknownType("type must be 1 (agent → user) or 2 (user → agents)")
         if (kind == 1) != (who.role == "agent"):
             raise Forbidden(f"a {who.role} cannot send type {kind} messages")
+        image = obj.get("image")
+        if image is not None:
+            if not isinstance(image, str) or not MEDIA_ID_RE.fullmatch(image):
+                raise BadFrame("image must be the id POST /api/media returned")
+            openid = conversation_of(obj.get("openid"), who)
+            return SendMessage(openid=openid, msg=IMAGE_PLACEHOLDER, cmid=cmid, image=image)
         msg = obj.get("msg")
         if not isinstance(msg, str) or not msg:
             raise BadFrame("msg must be a non-empty string")

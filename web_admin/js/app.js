@@ -30,6 +30,8 @@ const ui = {
   typing: $('typing'), noteMode: $('note-mode'), canned: $('canned-menu'), side: $('side'),
   sideAvatar: $('side-avatar'), sideName: $('side-name'), sideFields: $('side-fields'),
   sideTags: $('side-tags'), sideHistory: $('side-history'),
+  chatReach: $('chat-reach'), imageButton: $('composer-image'), imagePicker: $('image-picker'),
+  lightbox: $('lightbox'), lightboxImage: $('lightbox-image'), lightboxClose: $('lightbox-close'),
 };
 
 const NOTICE = { revoked: () => t('notice.revoked'), expired: () => t('notice.expired') };
@@ -243,6 +245,7 @@ async function openConversation(openid) {
   renderAll();
   ui.input.focus();
   loadSide(openid);
+  client.loadReach(openid);
 }
 
 function showThreadPane() {
@@ -267,8 +270,23 @@ function showThreadPane() {
   ui.input.disabled = !may;
   ui.input.placeholder = may ? t(ui.noteMode.checked ? 'composer.note_placeholder' : 'composer.placeholder')
     : t('chat.readonly', { name: team.assignee?.name || '' });
+  renderReach(client.reach.get(c.openid));
   ui.typing.hidden = !client.desk.isTyping(c.openid);
   ui.typing.textContent = `${displayName(c, team.profile)} ${t('chat.typing')}`;
+}
+
+/** Whether and until when the user can be reached (WeChat's customer-service channel). */
+function renderReach(r) {
+  ui.chatReach.hidden = !r;
+  if (!r) return;
+  const parts = [];
+  if (r.connected) parts.push(t('reach.connected'));
+  else if (r.wechat) parts.push(t('reach.wechat', { until: new Date(r.wechat.until).toLocaleString(), left: r.wechat.left }));
+  else parts.push(t('reach.none'));
+  if (r.subscribe?.template) parts.push(t('reach.subscribe', { n: r.subscribe.consents }));
+  ui.chatReach.textContent = parts.join(' · ');
+  ui.chatReach.dataset.wechat = r.wechat ? 'open' : 'closed';
+  ui.chatReach.dataset.connected = String(!!r.connected);
 }
 
 async function loadHistory(openid, first = false) {
@@ -372,6 +390,64 @@ ui.noteMode.addEventListener('change', () => {
   showThreadPane();
   ui.input.focus();
 });
+
+// ---------------------------------------------------------------- pictures: picker, paste, drop
+
+async function sendPictures(files) {
+  const openid = client.openId;
+  for (const file of files) {
+    if (!openid || !file || !/^image\//.test(file.type || '')) continue;
+    showHint(t('composer.uploading'));
+    try {
+      await client.sendImage(openid, file);
+      showHint('');
+    } catch (err) {
+      showHint(t('composer.upload_failed', { message: err.message || err.code }), true);
+    }
+  }
+}
+
+ui.imageButton.addEventListener('click', () => ui.imagePicker.click());
+ui.imagePicker.addEventListener('change', () => {
+  const files = [...ui.imagePicker.files];
+  ui.imagePicker.value = '';
+  sendPictures(files);
+});
+ui.input.addEventListener('paste', (e) => {
+  const files = [...(e.clipboardData?.files || [])].filter((f) => /^image\//.test(f.type));
+  if (!files.length) return; // text pastes as usual
+  e.preventDefault();
+  sendPictures(files);
+});
+ui.chat.addEventListener('dragover', (e) => {
+  if ([...(e.dataTransfer?.types || [])].includes('Files')) { e.preventDefault(); ui.chat.classList.add('dropping'); }
+});
+ui.chat.addEventListener('dragleave', () => ui.chat.classList.remove('dropping'));
+ui.chat.addEventListener('drop', (e) => {
+  ui.chat.classList.remove('dropping');
+  const files = [...(e.dataTransfer?.files || [])];
+  if (!files.length) return;
+  e.preventDefault();
+  sendPictures(files);
+});
+
+function showPicture(id) {
+  const urls = client.media.get(id);
+  if (!urls) return;
+  ui.lightboxImage.src = urls.url;
+  ui.lightboxImage.dataset.image = id;
+  ui.lightbox.hidden = false;
+  ui.lightboxClose.focus();
+}
+
+function closePicture() {
+  ui.lightbox.hidden = true;
+  ui.lightboxImage.removeAttribute('src');
+}
+
+ui.lightbox.addEventListener('click', (e) => { if (e.target !== ui.lightboxImage) closePicture(); });
+document.addEventListener('keydown', (e) => { if (e.key === 'Escape' && !ui.lightbox.hidden) closePicture(); });
+client.on('reach', (openid) => { if (openid === client.openId) renderAll(); });
 
 // ---------------------------------------------------------------- canned replies (`/`)
 
@@ -635,7 +711,7 @@ function draw(stick) {
   if (client.openId) {
     const box = ui.messages;
     const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 60;
-    renderThread(ui.messageList, client, client.openId, { onRetry: (cmid) => client.retry(cmid) });
+    renderThread(ui.messageList, client, client.openId, { onRetry: (cmid) => client.retry(cmid), onImage: showPicture });
     renderHistoryStatus();
     if (stick || atBottom) box.scrollTop = box.scrollHeight;
   }

@@ -159,8 +159,61 @@ const ERROR_TEXT = { no_ack: () => t('msg.no_ack') };
 
 function messageItem() {
   const li = el('li', 'message');
-  li.append(el('div', 'meta'), el('div', 'bubble'), el('div', 'status'));
+  li.append(el('div', 'meta'), el('div', 'bubble'), el('div', 'status'), el('div', 'delivery'));
   return li;
+}
+
+/** A picture's thumbnail (click: the larger view), through the store's signed URLs. */
+function pictureInto(box, image, store, onImage) {
+  const urls = store.media.get(image.id);
+  if (urls === null) { box.append(el('span', 'picture-gone', t('msg.image_gone'))); return; }
+  const img = document.createElement('img');
+  img.className = 'thumb';
+  img.alt = t('msg.image');
+  img.dataset.image = image.id;
+  if (image.thumb?.width) { img.width = image.thumb.width; img.height = image.thumb.height; }
+  if (urls) img.src = urls.thumb_url;
+  img.addEventListener('click', () => onImage(image.id));
+  box.append(img);
+}
+
+/**
+ * The bubble's content: text; a picture (`kind` image, or a pending reply's `image`); a mini-program
+ * card (title, its picture). Rebuilt only when what it shows changed.
+ */
+function fillBubble(bubble, m, store, onImage) {
+  const image = m.kind === 'image' ? m.meta?.image : m.image || null;
+  const card = m.kind === 'card' ? m.meta?.card : null;
+  const pic = image || card?.image || null;
+  const urls = pic ? store.media.get(pic.id) : undefined;
+  const key = image ? `i:${image.id}:${urls?.thumb_url ?? urls}` : card ? `c:${card.title}:${urls?.thumb_url ?? urls}`
+    : `t:${m.msg}`;
+  if (bubble.dataset.key === key) return;
+  bubble.dataset.key = key;
+  bubble.replaceChildren();
+  bubble.classList.toggle('picture', !!image);
+  bubble.classList.toggle('card', !!card);
+  if (image) pictureInto(bubble, image, store, onImage);
+  else if (card) {
+    bubble.append(el('div', 'card-label', t('msg.card')), el('div', 'card-title', card.title || ''));
+    if (card.image) pictureInto(bubble, card.image, store, onImage);
+    if (card.pagepath) bubble.append(el('div', 'card-path', card.pagepath));
+  } else bubble.textContent = m.msg;
+}
+
+/** Under an agent's reply: how it reached a user who was not connected (a `delivery` event). */
+function fillDelivery(box, d) {
+  box.hidden = !d;
+  if (!d) { box.textContent = ''; delete box.dataset.status; return; }
+  box.dataset.status = d.status;
+  box.dataset.via = d.via;
+  if (d.status === 'sent') {
+    box.textContent = t(d.via === 'subscribe' ? 'delivery.sent_subscribe' : 'delivery.sent_wechat');
+  } else {
+    const reason = t(`reason.${d.reason || 'wechat_error'}`);
+    box.textContent = t('delivery.failed', { reason: d.errcode ? `${reason}（${d.errcode}）` : reason });
+  }
+  box.title = box.textContent;
 }
 
 function fillStatus(box, status, error, onRetry) {
@@ -184,9 +237,10 @@ function fillStatus(box, status, error, onRetry) {
  * the agent's pending replies. Elements are keyed (by cmid where there is one, so a reply keeps its
  * element from "sending" to "sent").
  */
-export function renderThread(ol, store, openid, { onRetry }) {
+export function renderThread(ol, store, openid, { onRetry, onImage = () => {} }) {
   const conv = store.conversation(openid);
   const { msgs, pend } = store.threadItems(openid);
+  const deliveries = store.deliveries ? store.deliveries(openid) : new Map();
   const existing = new Map([...ol.children].map((li) => [li.dataset.key, li]));
   const nodes = [];
   let lastDay = null;
@@ -214,6 +268,7 @@ export function renderThread(ol, store, openid, { onRetry }) {
   for (const m of msgs) {
     day(m.ts);
     if (m.kind === 'event') { // a status change: a line across the thread, not a bubble
+      if (m.meta?.event === 'delivery') continue; // shown under the reply it is about
       const li = add(`e:${m.id}`, () => el('li', 'event'));
       li.dataset.id = String(m.id);
       li.dataset.event = m.meta?.event || '';
@@ -228,17 +283,21 @@ export function renderThread(ol, store, openid, { onRetry }) {
     const side = mine ? 'mine' : m.from === 'agent' ? 'mine agent-other' : 'theirs';
     const note = m.kind === 'note';
     li.className = `message ${side}${note ? ' note' : ''}${grouped(`${m.from}:${m.agent || ''}:${note}`, m.ts)}`;
-    const [meta, bubble, status] = li.children;
+    const [meta, bubble, status, delivery] = li.children;
     const label = note ? `${t('msg.note')} · ` : '';
+    const via = m.meta?.via === 'wechat' ? ` · ${t('msg.via_wechat')}` : '';
     meta.textContent = m.from === 'agent' && !mine ? `${label}${m.agent || t('msg.agent')} · ${clockTime(m.ts)}`
-      : `${label}${clockTime(m.ts)}`;
+      : `${label}${clockTime(m.ts)}${via}`;
     meta.title = new Date(m.ts).toLocaleString();
-    if (bubble.textContent !== m.msg) bubble.textContent = m.msg;
+    li.classList.toggle('via-wechat', !!via);
+    fillBubble(bubble, m, store, onImage);
     if (m.from === 'agent' && !note) {
       status.hidden = false;
       fillStatus(status, conv.userReadUpto >= m.id ? 'read' : 'sent', null, null);
+      fillDelivery(delivery, deliveries.get(m.id) || null);
     } else {
       status.hidden = true;
+      fillDelivery(delivery, null);
     }
   }
   for (const p of pend) {
@@ -250,7 +309,7 @@ export function renderThread(ol, store, openid, { onRetry }) {
     li.className = `message mine pending${p.status === 'failed' ? ' failed' : ''}${g}`;
     const [meta, bubble, status] = li.children;
     meta.textContent = clockTime(p.createdAt);
-    if (bubble.textContent !== p.msg) bubble.textContent = p.msg;
+    fillBubble(bubble, p, store, onImage);
     status.hidden = false;
     fillStatus(status, p.status, p.error || ERROR_TEXT[p.errorCode]?.() || p.errorCode, () => onRetry(p.cmid));
   }

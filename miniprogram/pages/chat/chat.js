@@ -3,7 +3,7 @@ var logic = require('./logic.js');
 
 Page({
   data: { items: [], input: '', status: 'idle', statusText: '', hasOlder: false, scrollInto: '', typingText: '',
-    servingText: '', i18n: {} },
+    servingText: '', notice: '', i18n: {} },
 
   onLoad: function () {
     var page = this;
@@ -24,5 +24,7 @@ Page({
     if (e.currentTarget.dataset.state === 'failed') this.chat.retry(cmid);
   },
   onLoadOlder: function () { this.chat.loadOlder(); },
+  onChooseImage: function () { this.chat.chooseImage(); },
+  onPreview: function (e) { this.chat.preview(e.currentTarget.dataset.id); },
   onStatusTap: function () { this.chat.reconnect(); }
 });

@@ -33,30 +33,59 @@ function formatTime(ts) {
   return pad(d.getHours()) + ':' + pad(d.getMinutes());
 }
 
+// A picture's thumbnail for <image src>: signed URLs come from the client (kefu.imageUrls) and
+// are empty while they are being asked for.
+function picture(image, urlsFor) {
+  if (!image || !image.id) return { imageId: '', thumb: '', gone: false };
+  var u = urlsFor ? urlsFor(image.id) : undefined;
+  return { imageId: image.id, thumb: u ? u.thumb : '', gone: u === null };
+}
+
+// What a message shows: its text, or a picture, or a mini-program card (title and picture).
+function content(m, urlsFor) {
+  var meta = m.meta || {};
+  if (m.kind === 'image' || m.image) {
+    var p = picture(m.image || meta.image, urlsFor);
+    return { isImage: true, imageId: p.imageId, thumb: p.thumb, text: p.gone ? t('chat.image_gone') : t('chat.picture') };
+  }
+  if (m.kind === 'card' && meta.card) {
+    var c = picture(meta.card.image, urlsFor);
+    return { isCard: true, imageId: c.imageId, thumb: c.thumb, text: t('chat.card') + ' ' + (meta.card.title || '') };
+  }
+  return { text: m.msg };
+}
+
+function assign(target, extra) {
+  for (var k in extra) target[k] = extra[k];
+  return target;
+}
+
 // Message list for the template: stored messages (by id), then queued ones (sending / failed).
 // A user message is "read" once the agent's read mark (`agentReadUpto`) reaches its id.
-function buildItems(state) {
+function buildItems(state, urlsFor) {
   var items = [];
   state.messages.forEach(function (m) {
     var mine = m.from === 'user';
     var st = mine ? (m.id <= state.agentReadUpto ? 'read' : 'sent') : '';
-    items.push({
+    items.push(assign({
       key: 'm' + m.id, id: m.id, cmid: m.cmid || '', mine: mine, text: m.msg, time: formatTime(m.ts),
-      sender: mine ? t('chat.me') : (m.agent || t('chat.agent')), state: st, stateText: st ? STATE_TEXT[st] : ''
-    });
+      sender: mine ? t('chat.me') : (m.agent || t('chat.agent')), state: st, stateText: st ? STATE_TEXT[st] : '',
+      isImage: false, isCard: false, imageId: '', thumb: ''
+    }, content(m, urlsFor)));
   });
   state.outbox.forEach(function (e) {
     var st = e.state === 'failed' ? 'failed' : (e.retries > 0 ? 'retrying' : 'sending');
-    items.push({
+    items.push(assign({
       key: 'c' + e.cmid, id: 0, cmid: e.cmid, mine: true, text: e.msg, time: formatTime(e.ts),
-      sender: t('chat.me'), state: st, stateText: outboxStateText(e), error: e.error || ''
-    });
+      sender: t('chat.me'), state: st, stateText: outboxStateText(e), error: e.error || '',
+      isImage: false, isCard: false, imageId: '', thumb: ''
+    }, content(e, urlsFor)));
   });
   return items;
 }
 
-function viewData(state) {
-  var items = buildItems(state);
+function viewData(state, urlsFor) {
+  var items = buildItems(state, urlsFor);
   return {
     items: items,
     status: state.status,
@@ -78,7 +107,7 @@ function createChatPage(opts) {
   var input = '';
   var visible = false;
 
-  function render() { setData(viewData(kefu.getState())); }
+  function render() { setData(viewData(kefu.getState(), kefu.imageUrls)); }
 
   return {
     render: render,
@@ -106,15 +135,27 @@ function createChatPage(opts) {
       if (String(value || '').trim() && kefu.typing) kefu.typing();
     },
     // Queue the typed text (sent now, or when the connection is back). Returns its cmid or null.
+    // The tap is also when the "reply received" subscribe message may be asked for (once).
     send: function () {
       var text = String(input || '').trim();
       if (!text) return null;
+      if (kefu.askSubscribe) kefu.askSubscribe();
       var cmid = kefu.send(text);
       input = '';
       setData({ input: '' });
       return cmid;
     },
     retry: function (cmid) { return kefu.retry(cmid); },
+    // The picture button: wx.chooseMedia, then wx.uploadFile and an image message.
+    chooseImage: function () {
+      if (kefu.askSubscribe) kefu.askSubscribe();
+      return kefu.chooseImage().catch(function (e) {
+        if (e && e.code !== 'cancelled') setData({ notice: t('chat.upload_failed') });
+        return null;
+      });
+    },
+    // A tap on a picture: WeChat's viewer (wx.previewImage).
+    preview: function (imageId) { return imageId ? kefu.previewImage(imageId) : false; },
     // The status bar after a 4429 close: the client does not reconnect by itself.
     reconnect: function () { if (kefu.status === 'blocked') kefu.reconnect(); },
     loadOlder: function () { return kefu.loadOlder(); }

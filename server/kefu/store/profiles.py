@@ -15,6 +15,7 @@ from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from kefu import jsonio
+from kefu.store.binary import binary
 from kefu.store.retry import in_transaction
 from kefu.store.schema import avatars, profiles
 
@@ -66,7 +67,8 @@ class ProfileStore:
 
         async def run(c: AsyncConnection) -> None:
             await c.execute(sa.delete(avatars).where(avatars.c.openid == openid))
-            await c.execute(sa.insert(avatars).values(openid=openid, mime=mime, data=data, updated_at=now))
+            await c.execute(sa.insert(avatars).values(openid=openid, mime=mime, updated_at=now,
+                                                      data=binary(self.engine.dialect.name, data)))
 
         await in_transaction(self.engine, run, "saving an avatar")
         return now

@@ -25,3 +25,11 @@ profiles = _table("profiles", "openid", "name", "avatar", "phone", "tags", "attr
                   "user_avatar", "updated_at")
 avatars = _table("avatars", "openid", "mime", "data", "updated_at")
 canned_replies = _table("canned_replies", "id", "shortcut", "body", "created_at", "updated_at")
+
+# Pictures and WeChat's customer-service channel (migration 0006).
+images = _table("images", "id", "openid", "uploader", "source", "mime", "width", "height", "bytes",
+                "thumb_mime", "thumb_width", "thumb_height", "created_at")
+image_blobs = _table("image_blobs", "image_id", "variant", "data")
+cs_windows = _table("cs_windows", "openid", "opened_at", "expires_at", "quota", "used", "last_action_at",
+                    "updated_at")
+subscribe_consents = _table("subscribe_consents", "openid", "template_id", "granted", "updated_at")

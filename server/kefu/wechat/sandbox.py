@@ -16,6 +16,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote
 
 from kefu.wechat.callback import CallbackEvent, build_scan_xml, parse_event
@@ -103,6 +104,22 @@ class SandboxWeChat:
 
     async def send_custom_text(self, openid: str, content: str) -> None:
         self.sent.append((openid, content))
+
+    async def send_custom_image(self, openid: str, media_id: str) -> None:
+        self.sent.append((openid, f"[image {media_id}]"))
+
+    async def upload_temp_image(self, data: bytes, mime: str) -> str:
+        return "sbx_media_" + secrets.token_hex(8)
+
+    async def get_temp_media(self, media_id: str) -> bytes:
+        raise WeChatError(40007, "sandbox: no temporary media (use real mode against WeChat)")
+
+    async def set_typing(self, openid: str, typing: bool) -> None:
+        self.sent.append((openid, "[typing]" if typing else "[typing off]"))
+
+    async def send_subscribe(self, openid: str, template_id: str, page: str, data: dict[str, Any],
+                             state: str) -> None:
+        self.sent.append((openid, f"[subscribe {template_id} → {page}]"))
 
     async def aclose(self) -> None:
         return None

@@ -7,9 +7,12 @@ access_token, so real mode builds one client per app; the sandbox plays both.
 
 from __future__ import annotations
 
+from redis.asyncio import Redis
+
 from kefu.config import Settings
 from kefu.wechat.client import WeChatClient, WeChatProvider
 from kefu.wechat.sandbox import SandboxWeChat, make_sandbox
+from kefu.wechat.token_cache import RedisTokens
 
 #: Where kefu renders sandbox QR images itself (`/qr-image/<url-encoded ticket>`).
 SANDBOX_IMAGE_BASE = "/qr-image"
@@ -19,10 +22,30 @@ SANDBOX_CALLBACK_TOKEN = "kefu-sandbox-callback-token"
 SANDBOX_OA_APPID = "wxsandbox0000000"
 
 
-def make_login_provider(s: Settings) -> WeChatProvider:
+#: The message-push token in sandbox mode when KEFU_MP_TOKEN is unset. DEV ONLY: it is public.
+SANDBOX_PUSH_TOKEN = "kefu-sandbox-push-token"
+#: The appid safe-mode pushes name in sandbox mode when KEFU_MP_APPID is unset.
+SANDBOX_MP_APPID = "wxsandbox0000mp0"
+
+
+def make_login_provider(s: Settings, redis: Redis | None = None) -> WeChatProvider:
+    """The mini-program's client: with Redis, its access_token is shared by every process."""
     if s.wechat_mode == "sandbox":
         return make_sandbox(s.env, image_base=SANDBOX_IMAGE_BASE)
-    return WeChatClient(s.mp_appid, s.mp_secret, api_base=s.wechat_api_base, mp_base=s.wechat_mp_base)
+    shared = RedisTokens(redis, s.redis_prefix) if redis is not None else None
+    return WeChatClient(s.mp_appid, s.mp_secret, api_base=s.wechat_api_base, mp_base=s.wechat_mp_base,
+                        shared=shared)
+
+
+def push_token(s: Settings) -> str:
+    """The token mini-program message pushes are checked with; "" means they are refused."""
+    if s.mp_token:
+        return s.mp_token
+    return SANDBOX_PUSH_TOKEN if s.wechat_mode == "sandbox" else ""
+
+
+def push_appid(s: Settings) -> str:
+    return s.mp_appid or (SANDBOX_MP_APPID if s.wechat_mode == "sandbox" else "")
 
 
 def make_oa_provider(s: Settings, login: WeChatProvider) -> WeChatProvider | None:

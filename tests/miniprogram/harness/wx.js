@@ -13,6 +13,8 @@
 // createWx({ socket, http }) swaps the network for fakes (harness/fakekefu.js): `socket(url, ctl)`
 // returns a SocketTask, `http(req)` resolves to {statusCode, data} or throws for a network error.
 
+const fs = require('node:fs');
+const path = require('node:path');
 const WebSocket = require('ws');
 
 function defer(fn) { setImmediate(fn); }
@@ -108,7 +110,10 @@ function createWx({ code = 'node-test-user', rewrite = (u) => u, socket = null, 
     offline: false,
     storage,
     sockets: [],
-    calls: { login: 0, requests: [], setTabBarBadge: [], removeTabBarBadge: [], switchTab: [], showToast: [] },
+    calls: { login: 0, requests: [], setTabBarBadge: [], removeTabBarBadge: [], switchTab: [], showToast: [],
+      chooseMedia: [], uploadFile: [], previewImage: [], requestSubscribeMessage: [] },
+    nextMedia: [],   // temp file paths wx.chooseMedia hands out next (a test puts files there)
+    subscribeAnswer: 'accept', // what the user taps in the subscribe dialog
     badge: null,     // the text on the chat tab, or null
     badgeErrors: [], // calls that broke the API contract
     current() { return this.sockets[this.sockets.length - 1] || null; },
@@ -205,6 +210,43 @@ function createWx({ code = 'node-test-user', rewrite = (u) => u, socket = null, 
       ctl.badge = null;
       finish(opts, true, { errMsg: 'removeTabBarBadge:ok' });
     },
+    // wx.chooseMedia: the next file the test prepared, as a temporary path (like WeChat's tmp files).
+    chooseMedia(opts = {}) {
+      ctl.calls.chooseMedia.push({ count: opts.count, mediaType: opts.mediaType, sizeType: opts.sizeType });
+      const file = ctl.nextMedia.shift();
+      if (!file) { finish(opts, false, { errMsg: 'chooseMedia:fail cancel' }); return; }
+      const size = fs.statSync(file).size;
+      finish(opts, true, { type: 'image', errMsg: 'chooseMedia:ok', tempFiles: [{ tempFilePath: file, size, fileType: 'image' }] });
+    },
+
+    // wx.uploadFile: a real multipart POST of the file at filePath (field `name`), like WeChat's.
+    uploadFile(opts) {
+      const rec = { url: rewrite(opts.url), name: opts.name, filePath: opts.filePath, header: { ...(opts.header || {}) }, status: null };
+      ctl.calls.uploadFile.push(rec);
+      if (ctl.offline) { finish(opts, false, { errMsg: 'uploadFile:fail network is offline' }); return { abort() {} }; }
+      const form = new FormData();
+      for (const [k, v] of Object.entries(opts.formData || {})) form.append(k, String(v));
+      form.append(opts.name, new Blob([fs.readFileSync(opts.filePath)]), path.basename(opts.filePath));
+      fetch(rec.url, { method: 'POST', headers: opts.header || {}, body: form })
+        .then(async (r) => { rec.status = r.status; return { statusCode: r.status, data: await r.text(), errMsg: 'uploadFile:ok' }; })
+        .then((res) => finish(opts, true, res), (e) => finish(opts, false, { errMsg: `uploadFile:fail ${e.message}` }));
+      return { abort() {} };
+    },
+
+    previewImage(opts) {
+      ctl.calls.previewImage.push({ current: opts.current, urls: opts.urls });
+      const ok = Array.isArray(opts.urls) && opts.urls.length > 0;
+      finish(opts, ok, { errMsg: ok ? 'previewImage:ok' : 'previewImage:fail urls' });
+    },
+
+    // The dialog's answer is ctl.subscribeAnswer for every template asked for.
+    requestSubscribeMessage(opts) {
+      ctl.calls.requestSubscribeMessage.push({ tmplIds: opts.tmplIds });
+      const res = { errMsg: 'requestSubscribeMessage:ok' };
+      for (const id of opts.tmplIds || []) res[id] = ctl.subscribeAnswer;
+      finish(opts, true, res);
+    },
+
     showToast(opts) {
       ctl.calls.showToast.push({ title: opts.title, icon: opts.icon, duration: opts.duration });
       finish(opts, typeof opts.title === 'string', { errMsg: typeof opts.title === 'string' ? 'showToast:ok' : 'showToast:fail title' });

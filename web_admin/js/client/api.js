@@ -101,6 +101,31 @@ export class Api {
 
   deleteAgent(id) { return this.request('DELETE', `/api/admin/agents/${id}`); }
 
+  // ---- pictures and WeChat's customer-service channel (docs/protocol.md §11, §12)
+
+  signMedia(ids) { return this.request('POST', '/api/media/sign', { body: { ids } }); }
+
+  /** Upload a picture (a Blob or File) into `openid`'s conversation: {image, url, thumb_url, expires_at}. */
+  async uploadImage(openid, blob) {
+    const doFetch = this.fetch;
+    let res;
+    try {
+      res = await doFetch(`${this.baseUrl}/api/media?openid=${encodeURIComponent(openid)}`, {
+        method: 'POST', body: blob, cache: 'no-store',
+        headers: { Accept: 'application/json', 'Content-Type': blob.type || 'application/octet-stream',
+          Authorization: `Bearer ${this.token}` },
+      });
+    } catch {
+      throw new ApiError(0, 'network', 'The server could not be reached.');
+    }
+    let data = null;
+    try { data = await res.json(); } catch { /* not JSON */ }
+    if (!res.ok) throw new ApiError(res.status, data?.error, data?.message);
+    return data;
+  }
+
+  reach(openid) { return this.request('GET', `/api/wechat/reach/${encodeURIComponent(openid)}`); }
+
   markRead(openid, upto) {
     return this.request('POST', `/api/conversations/${encodeURIComponent(openid)}/read`, { body: upto ? { upto } : {} });
   }

@@ -14,6 +14,7 @@
 //   reset                   the server's history was reset (a new epoch): everything was reloaded
 //   assigned openid         (team) a conversation was just assigned to this agent (notify)
 //   refused {code, message, assignee}  (team) a claim, transfer, … was refused (e.g. `taken`)
+//   reach openid            where a user can be reached changed (WeChat's customer-service channel)
 //
 // With `team: true` (the page) it is a team console (docs/console.md): the list comes in views
 // from GET /api/desk/conversations, the socket joins the desk, and desk.js keeps who holds what.
@@ -21,6 +22,7 @@
 import { Api, ApiError } from './api.js';
 import { Connection } from './connection.js';
 import { Desk, VIEWS } from './desk.js';
+import { MediaUrls } from './media.js';
 import { Outbox } from './outbox.js';
 import { ReadMarks } from './readmarks.js';
 import { SessionStore } from './session.js';
@@ -85,6 +87,8 @@ export class ConsoleClient {
     this.timers = { expiry: null, list: null, refresh: null };
     this.desk = new Desk({ clock });
     this.requests = new Map(); // cmid -> {kind: 'note'|'change', openid, msg} awaiting the server
+    this.media = new MediaUrls({ api: this.api, clock, onChange: () => this.changed() });
+    this.reach = new Map(); // openid -> {connected, wechat: {until, left}|null, subscribe}
   }
 
   // ------------------------------------------------------------------ events
@@ -216,6 +220,8 @@ export class ConsoleClient {
     this.marks.reset();
     this.desk.reset();
     this.requests.clear();
+    this.media.reset();
+    this.reach.clear();
     this.cursor.save();
     for (const t of Object.values(this.timers)) this.clock.clearTimeout(t);
     this.session = null;
@@ -366,6 +372,13 @@ export class ConsoleClient {
       case 'resync':
         this.onResync(f);
         break;
+      case 'reach':
+        if (typeof f.openid === 'string' && f.reach) {
+          this.reach.set(f.openid, f.reach);
+          this.emit('reach', f.openid);
+          this.changed();
+        }
+        break;
       case 'desk':
       case 'conversation':
       case 'presence':
@@ -497,7 +510,9 @@ export class ConsoleClient {
     }
     const e = this.outbox.get(f.cmid);
     if (!e || typeof f.id !== 'number') return;
-    this.ingest({ id: f.id, ts: f.ts, openid: e.openid, from: 'agent', agent: this.agent?.name, msg: e.msg, cmid: e.cmid });
+    const m = { id: f.id, ts: f.ts, openid: e.openid, from: 'agent', agent: this.agent?.name, msg: e.msg, cmid: e.cmid };
+    if (e.image) Object.assign(m, { kind: 'image', meta: { image: e.image } });
+    this.ingest(m);
     this.changed({ stick: true });
   }
 
@@ -625,6 +640,41 @@ export class ConsoleClient {
     const entry = this.outbox.add(openid, this.newCmid(), body);
     this.changed({ stick: true });
     return { ok: true, entry };
+  }
+
+  /**
+   * Upload a picture (Blob/File) and send it as a reply. Resolves to {ok: true, entry} or throws
+   * ApiError (400 bad_image, 413 too_large, …).
+   */
+  async sendImage(openid, blob) {
+    const gen = this.sessionGen;
+    const up = await this.api.uploadImage(openid, blob);
+    if (gen !== this.sessionGen) return { ok: false };
+    this.media.put(up.image.id, up);
+    const entry = this.outbox.add(openid, this.newCmid(), '[图片]', up.image);
+    this.changed({ stick: true });
+    return { ok: true, entry };
+  }
+
+  /** How the user of `openid` can be reached now (GET /api/wechat/reach); kept in `this.reach`. */
+  async loadReach(openid) {
+    try {
+      const r = await this.api.reach(openid);
+      this.reach.set(openid, r);
+      this.changed();
+      return r;
+    } catch {
+      return null;
+    }
+  }
+
+  /** Delivery events of a conversation by the reply they are about (newest wins). */
+  deliveries(openid) {
+    const out = new Map();
+    for (const m of this.timeline.messages(openid)) {
+      if (m.kind === 'event' && m.meta?.event === 'delivery') out.set(m.meta.message_id, m.meta);
+    }
+    return out;
   }
 
   /** Send a failed reply again, with the SAME cmid, so a copy the server did store is not stored twice. */

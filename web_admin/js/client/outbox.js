@@ -35,10 +35,11 @@ export class Outbox {
     this.flushTimer = null;
   }
 
-  /** Queue a reply: it goes out now if the socket is up, else on the next connection. */
-  add(openid, cmid, msg) {
+  /** Queue a reply: it goes out now if the socket is up, else on the next connection. With
+   * `image` (an uploaded picture's meta), it is that picture. */
+  add(openid, cmid, msg, image = null) {
     const e = {
-      cmid, openid, msg, status: 'sending', error: null, errorCode: null,
+      cmid, openid, msg, image, status: 'sending', error: null, errorCode: null,
       createdAt: this.clock.now(), retries: 0, retryAt: 0, sentOn: null, deadline: null,
     };
     this.entries.set(cmid, e);
@@ -125,7 +126,9 @@ export class Outbox {
         continue;
       }
       if (e.sentOn === this.generation) continue;
-      if (!this.sendFrame({ type: 1, openid: e.openid, msg: e.msg, cmid: e.cmid })) return; // went down
+      const frame = e.image ? { type: 1, openid: e.openid, image: e.image.id, cmid: e.cmid }
+        : { type: 1, openid: e.openid, msg: e.msg, cmid: e.cmid };
+      if (!this.sendFrame(frame)) return; // went down
       e.sentOn = this.generation;
       e.retryAt = 0;
     }

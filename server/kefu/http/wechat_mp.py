@@ -1,0 +1,142 @@
+"""WeChat's customer-service channel over HTTP (docs/protocol.md §12, docs/wechat-channel.md).
+
+`/wechat/mp` is the mini-program's message-push URL: GET is the console's URL check, POST a push
+(JSON or XML, plain or safe mode), admitted by the same rules as the Official Account's callback
+(http/wechat_guard.py) with `KEFU_MP_TOKEN` / `KEFU_MP_AES_KEY`, and answered `success` as soon as
+it is deduplicated (and, for text, stored). `/api/me/subscribe` is where the mini-program tells
+kefu the user allowed the "reply received" subscribe message; `/api/wechat/reach/{openid}` tells
+an agent how the user can be reached now.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sanic import Blueprint, Request, json, text
+from sanic.response import HTTPResponse
+
+from kefu.auth import request_token
+from kefu.cs.channel import CsChannel
+from kefu.errors import BadRequest, Forbidden, Unauthorized, Unavailable
+from kefu.http.body import json_body
+from kefu.http.wechat_guard import CallbackMarks, check_encrypted, check_signed, first_use
+from kefu.node import Node
+from kefu.protocol import Identity, is_openid
+from kefu.wechat.crypto import WeChatCrypto
+from kefu.wechat.errors import CallbackError, InvalidSignatureError
+from kefu.wechat.mp_push import open_envelope, parse_push
+
+log = logging.getLogger(__name__)
+mp_bp = Blueprint("wechat_mp")
+PUSH_DEDUPE_TTL = 300  # WeChat retries within ~15 s (wechat.md §4)
+
+
+def _channel(request: Request) -> CsChannel:
+    channel: CsChannel = request.app.ctx.cs
+    return channel
+
+
+def _marks(request: Request) -> CallbackMarks:
+    marks: CallbackMarks = request.app.ctx.cs_marks
+    return marks
+
+
+def _signed(request: Request) -> None:
+    check_signed(request.args, request.app.ctx.push_token, request.app.ctx.settings.callback_window,
+                 "KEFU_MP_TOKEN")
+
+
+@mp_bp.get("/wechat/mp")
+async def verify_url(request: Request) -> HTTPResponse:
+    _signed(request)
+    echostr = request.args.get("echostr")
+    if echostr is None:
+        raise BadRequest("echostr missing")
+    await first_use(_marks(request), request.args, b"GET\n" + echostr.encode("utf-8", "surrogatepass"),
+                    request.app.ctx.settings.callback_window)
+    return text(echostr)
+
+
+@mp_bp.post("/wechat/mp")
+async def receive(request: Request) -> HTTPResponse:
+    _signed(request)
+    a = request.args
+    crypto: WeChatCrypto | None = request.app.ctx.push_crypto
+    encrypted = check_encrypted(a, crypto is not None, request.app.ctx.settings.mp_allow_plain,
+                                "KEFU_MP_AES_KEY")
+    try:
+        plain = request.body
+        if encrypted:
+            assert crypto is not None
+            plain = open_envelope(request.body, crypto, a.get("msg_signature"), a.get("timestamp"),
+                                  a.get("nonce"))
+        push = parse_push(plain)
+    except InvalidSignatureError as e:
+        log.warning("message push with a bad msg_signature refused: %s", e)
+        raise Forbidden("invalid msg_signature") from None
+    except CallbackError as e:
+        log.warning("malformed message push: %s", e)
+        raise BadRequest(str(e)) from None
+    marks = _marks(request)
+    await first_use(marks, a, b"POST\n" + request.body, request.app.ctx.settings.callback_window)
+    try:
+        first = await marks.first_seen(push.dedupe_key, PUSH_DEDUPE_TTL)
+    except Exception as e:  # the dedupe store is down: fail, so WeChat tries again
+        raise Unavailable("try again") from e
+    await _channel(request).receive(push, first)
+    return text("success")
+
+
+async def _who(request: Request) -> Identity:
+    token = request_token(request)
+    if not token:
+        raise Unauthorized("token required")
+    node: Node = request.app.ctx.node
+    who = await node.identify(token)
+    if who is None:
+        raise Unauthorized("invalid token")
+    return who
+
+
+@mp_bp.get("/api/me/subscribe")
+async def my_subscribe(request: Request) -> HTTPResponse:
+    """Which template the mini-program should ask for, and how many sends the user allowed."""
+    who = await _who(request)
+    if who.role != "user":
+        raise Forbidden("only a mini-program user has subscribe consents")
+    channel = _channel(request)
+    assert who.openid is not None
+    consents = await channel.store.consents(who.openid, channel.template_id) if channel.template_id else 0
+    return json({"template_id": channel.template_id or None, "page": channel.template_page,
+                 "consents": consents})
+
+
+@mp_bp.post("/api/me/subscribe")
+async def record_subscribe(request: Request) -> HTTPResponse:
+    """`wx.requestSubscribeMessage` said `accept` for the template: one more send allowed."""
+    who = await _who(request)
+    if who.role != "user":
+        raise Forbidden("only a mini-program user has subscribe consents")
+    body = json_body(request)
+    channel = _channel(request)
+    if body.get("template_id") != channel.template_id or not channel.template_id:
+        raise BadRequest("template_id must be the configured template (GET /api/me/subscribe)")
+    if body.get("result") not in ("accept", "reject", "ban"):
+        raise BadRequest('result must be "accept", "reject" or "ban" (what WeChat answered)')
+    assert who.openid is not None
+    if body["result"] == "accept":
+        consents = await channel.store.grant(who.openid, channel.template_id)
+    else:
+        consents = await channel.store.consents(who.openid, channel.template_id)
+    await channel.announce(who.openid)
+    return json({"template_id": channel.template_id, "consents": consents})
+
+
+@mp_bp.get("/api/wechat/reach/<openid:str>")
+async def reach(request: Request, openid: str) -> HTTPResponse:
+    who = await _who(request)
+    if who.role != "agent":
+        raise Forbidden("only agents see how a user can be reached")
+    if not is_openid(openid):
+        raise BadRequest("bad openid")
+    return json({"openid": openid, **await _channel(request).reach(openid)})
