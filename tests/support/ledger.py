@@ -38,6 +38,7 @@ class Ledger:
     errors: list[dict[str, Any]] = field(default_factory=list)
     resyncs: int = 0
     epoch: str | None = None
+    frames: dict[str, int] = field(default_factory=dict)  # frames received, by cmd (diagnostics)
 
     def __post_init__(self) -> None:
         self._ws: Any = None
@@ -109,6 +110,7 @@ class Ledger:
         async for raw in self._ws:
             f = json.loads(raw)
             cmd = f.get("cmd")
+            self.frames[str(cmd)] = self.frames.get(str(cmd), 0) + 1
             if cmd == "ack":
                 if f.get("dup"):
                     self.dup_acks.append((f["cmid"], f["id"], f["delivered"]))
