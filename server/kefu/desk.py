@@ -20,7 +20,7 @@ from kefu.broker.base import Broker
 from kefu.core.routing import DESK, desk_envelope
 from kefu.core.session import Accepted
 from kefu.core.team import Team, conversation_frame, presence_frame
-from kefu.errors import BadRequest, Conflict, NotAssignee, NotFound, Taken
+from kefu.errors import BadRequest, Conflict, NotAssignee, NotFound, Taken, is_infrastructure
 from kefu.journal.base import draft
 from kefu.protocol import ChangeStatus, Identity, Message, agent_channel
 from kefu.store.desk import AgentSlot, DeskStore
@@ -78,8 +78,11 @@ class Desk:
         async def run() -> None:
             try:
                 await work
-            except Exception:
-                log.exception("desk: %s failed", what)
+            except Exception as e:  # a background task's last resort
+                if is_infrastructure(e):  # the next message or the next drain tries again
+                    log.warning("desk: %s failed: %s", what, e)
+                else:
+                    log.exception("desk: %s failed", what)
         task = asyncio.create_task(run())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
