@@ -180,7 +180,7 @@ export class KefuPush {
     if (!f || typeof f !== 'object' || Array.isArray(f)) return;
     switch (f.cmd) {
       case 'push': {
-        const meta = { to: f.to, group: f.group };
+        const meta = f.to === 'group' ? { to: f.to, group: f.group } : { to: f.to };
         this.emit('push', f.data, meta);
         this.emit(f.to === 'group' ? `group:${f.group}` : f.to, f.data, meta);
         return;
