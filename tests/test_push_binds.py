@@ -9,6 +9,7 @@ import time
 
 import httpx
 import pytest
+from websockets.exceptions import InvalidStatus
 
 from tests.support.pushpages import (
     OTHER_SECRET,
@@ -247,3 +248,24 @@ async def test_the_sdk_is_served_to_any_origin(deployment):
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/javascript")
     assert r.headers["access-control-allow-origin"] == "*"
     assert "export class KefuPush" in r.text
+
+
+@pytest.mark.parametrize("deployment", ["embedded"], indirect=True)
+async def test_push_page_sockets_count_against_the_page_socket_cap(deployment):
+    srv = deployment.server(**push_env(KEFU_MAX_QR_SOCKETS="2"))
+    qr_page = await open_page(srv)
+    push_page = await signed_page(srv, "42")
+    with pytest.raises(InvalidStatus) as e:
+        await page(srv)
+    assert e.value.response.status_code == 429
+    await push_page.close()
+    await eventually(lambda: _opens(srv))
+    await qr_page.close()
+
+
+async def _opens(srv: KefuServer) -> None:
+    try:
+        p = await page(srv)
+    except Exception as e:
+        raise AssertionError(f"not admitted yet: {e}") from e
+    await p.close()
