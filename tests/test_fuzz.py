@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from kefu import jsonio
-from kefu.core.page import Bind, parse_page_frame
+from kefu.core.page import Bind, Ignored, SeedBind, TokenBind, parse_page_frame
+from kefu.core.push import PushTarget
 from kefu.errors import BadJson, KefuError
 from kefu.protocol import Identity, MarkRead, Message, Ping, SendMessage, Sync, ack_frame, parse, read_frame
 from kefu.pushport import decide, looks_like_http
@@ -152,15 +153,18 @@ page_frames = st.one_of(
 @example('{"uid":"u","ticket":"\\udfff"}')
 @example('{"uid":1e400,"ticket":"t"}')
 def test_page_frames_parse_or_raise_kefu_errors(text: str) -> None:
-    try:
-        frame = parse_page_frame(text)
-    except KefuError as e:
-        jsonio.dumps(e.frame())
-        return
-    if isinstance(frame, Bind):
-        reencodes(frame.raw)  # the echo is sent back as it came
-    else:
-        assert isinstance(frame, Ping)
+    for bare_text, bound in ((False, False), (True, False), (True, True)):  # /ws/qr, /ws/push
+        try:
+            frame = parse_page_frame(text, bare_text=bare_text, bound=bound)
+        except KefuError as e:
+            jsonio.dumps(e.frame())
+            continue
+        if isinstance(frame, Bind):
+            reencodes(frame.raw)  # the echo is sent back as it came
+        elif isinstance(frame, SeedBind):
+            jsonio.dumps({"uid": frame.uid})  # it becomes a channel name and a bound frame
+        else:
+            assert isinstance(frame, Ping | TokenBind | Ignored)
 
 
 # ---- the push port ---------------------------------------------------------------------------
@@ -169,7 +173,10 @@ push_lines = st.one_of(
     st.binary(max_size=300),
     objects.map(lambda o: loose_json(o).encode("utf-8", "surrogatepass")),
     st.fixed_dictionaries({}, optional={"uid": scalars, "ticket": scalars, "openid": scalars,
-                                        "broadcast": scalars, "secret": scalars, "msg": json_values})
+                                        "broadcast": scalars, "secret": scalars, "msg": json_values,
+                                        "group": scalars, "task_id": scalars,
+                                        "kefu": st.sampled_from(["push", "join", "leave", "online",
+                                                                 "count", "x"])})
     .map(lambda o: loose_json(o).encode("utf-8", "surrogatepass")),
 )
 
@@ -185,10 +192,12 @@ def test_push_lines_decide_or_fail_never_raise(line: bytes, secret: str) -> None
     if isinstance(verdict, str):
         assert verdict  # a reason, logged with the `fail`
         return
-    channel, frame = verdict
-    assert isinstance(channel, str) and channel
-    assert "secret" not in frame
-    reencodes(frame)
+    if not isinstance(verdict, PushTarget):  # join / leave / online / count: names, no data
+        return
+    assert verdict.channels and all(isinstance(c, str) and c for c in verdict.channels)
+    assert "secret" not in verdict.frame and "kefu" not in verdict.frame
+    reencodes(verdict.frame)
+    jsonio.dumps(verdict.envelope().frame)  # what the sockets get
 
 
 @FUZZ

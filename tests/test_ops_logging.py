@@ -81,7 +81,7 @@ async def test_every_worker_logs_each_event_once_with_time_and_level_and_never_a
     tokens.append(login["token"])
     # a push line the port refuses
     php = await PushClient.connect(push_port(srv))
-    assert await php.send({"uid": qr["uid"], "hello": "no ticket"}) == "fail\n"
+    assert await php.send({"uid": qr["uid"], "ticket": "", "hello": "empty ticket"}) == "fail\n"
     await php.close()
     for s in [agent, page, *users]:
         await s.close()

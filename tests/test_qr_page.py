@@ -1,4 +1,7 @@
-"""The QR login page (`/qr-login`, web_qr/) in a real Chromium, against a real sandbox kefu."""
+"""The QR login page (`/qr-login`, web_qr/) in a real Chromium, against a real sandbox kefu.
+
+The page speaks Chinese by default; these tests pick English (as a user would, with the toggle that
+keeps `kefu.lang`) so that their text assertions read as the English catalog says."""
 
 from __future__ import annotations
 
@@ -16,15 +19,19 @@ from tests.conftest import ARTIFACTS
 from tests.support.qrflow import PushClient, api_push, bind_frame, push_port, sandbox_env
 
 XSS = "<img src=x onerror=alert(1)>"
+ENGLISH = "localStorage.setItem('kefu.lang', 'en');"
 
 
-async def open_page(browser: Browser, base_url: str) -> tuple[Page, list[str]]:
+async def open_page(browser: Browser, base_url: str, english: bool = True) -> tuple[Page, list[str]]:
     page = await browser.new_page(viewport={"width": 520, "height": 760}, device_scale_factor=2)
+    if english:
+        await page.add_init_script(ENGLISH)
     problems: list[str] = []
     page.on("pageerror", lambda e: problems.append(f"error: {e}"))
     page.on("dialog", lambda d: problems.append(f"dialog: {d.message}"))
     await page.goto(base_url + "/qr-login")
-    await expect(page.locator('#conn-status[data-state="online"]')).to_be_visible()
+    # No socket until there is a code to bind (the server would close an unbound one, 4410).
+    await expect(page.locator('#conn-status[data-state="idle"]')).to_be_visible()
     return page, problems
 
 
@@ -163,13 +170,13 @@ async def proxied_page(browser: Browser, base_url: str) -> tuple[Page, list[str]
     """The page with its sockets proxied, and its jitter pinned to the top (+25 %): backoffs of
     625 ms, 1.25 s, … so that timings tell "at once" from "after a backoff" on a busy machine."""
     page = await browser.new_page(viewport={"width": 520, "height": 760})
-    await page.add_init_script("Math.random = () => 1;")
+    await page.add_init_script("Math.random = () => 1;" + ENGLISH)
     problems: list[str] = []
     page.on("pageerror", lambda e: problems.append(f"error: {e}"))
     proxy = Proxy()
     await proxy.install(page)
     await page.goto(base_url + "/qr-login")
-    await expect(page.locator('#conn-status[data-state="online"]')).to_be_visible()
+    await expect(page.locator('#conn-status[data-state="idle"]')).to_be_visible()
     return page, problems, proxy
 
 
@@ -235,3 +242,57 @@ async def test_the_page_reconnects_and_rebinds_after_retryable_closes_but_not_af
     await expect(page.locator('#qr-box[data-state="bound"]')).to_be_visible()
     assert len(proxy.routes) == 2
     assert problems == []
+
+
+# ---- language, and a socket only while there is a code --------------------------------------------
+
+
+async def test_the_page_speaks_chinese_by_default_and_english_on_request(deployment, browser):
+    srv = deployment.server(**sandbox_env())
+    page, problems = await open_page(browser, srv.base_url, english=False)
+    assert await page.evaluate("document.documentElement.lang") == "zh-CN"
+    await expect(page.locator("h1")).to_have_text("微信扫码登录")
+    await expect(page.locator("#get-qr")).to_have_text("获取二维码")
+    await expect(page.locator("#conn-status .label")).to_have_text("未连接")
+    await page.click("#get-qr")
+    await expect(page.locator("#qr-state")).to_have_text("请用微信扫码登录")
+    await page.screenshot(path=str(ARTIFACTS / f"qr-login-zh-{deployment.backend}.png"))
+    # The toggle switches everything at once (the current states too) and is remembered.
+    await page.click("#lang-toggle")
+    await expect(page.locator("h1")).to_have_text("Log in with WeChat")
+    await expect(page.locator("#qr-state")).to_have_text("Scan with WeChat to log in")
+    await expect(page.locator("#conn-status .label")).to_have_text("Connected")
+    await page.reload()
+    await expect(page.locator("#get-qr")).to_have_text("Get QR code")
+    await page.goto(srv.base_url + "/qr-login/?lang=zh-CN")
+    await expect(page.locator("#get-qr")).to_have_text("获取二维码")
+    assert problems == []
+
+
+@pytest.mark.parametrize("deployment", ["embedded"], indirect=True)
+async def test_the_socket_opens_with_a_code_and_closes_when_the_code_is_gone(deployment, browser):
+    srv = deployment.server(**sandbox_env(KEFU_QR_BIND_TIMEOUT="1", KEFU_QR_EXPIRE_SECONDS="4"))
+    sockets: list[Any] = []
+    page = await browser.new_page()
+    await page.add_init_script(ENGLISH)
+    page.on("websocket", lambda ws: sockets.append(ws))
+    await page.goto(srv.base_url + "/qr-login")
+    await page.wait_for_timeout(2500)  # well past the bind deadline: nothing was open to close
+    assert sockets == []
+    await expect(page.locator('#conn-status[data-state="idle"]')).to_be_visible()
+
+    await page.click("#get-qr")
+    await expect(page.locator('#qr-box[data-state="bound"]')).to_be_visible()
+    assert len(sockets) == 1
+    await expect(page.locator('#qr-box[data-state="expired"]')).to_be_visible(timeout=8000)
+    await expect(page.locator('#conn-status[data-state="idle"]')).to_be_visible()
+    assert sockets[0].is_closed()
+    await page.wait_for_timeout(1500)
+    assert len(sockets) == 1, "no reconnect for an expired code"
+
+    await page.click("#refresh-qr")  # a new code: a new socket, bound, and the login closes it
+    await expect(page.locator('#qr-box[data-state="bound"]')).to_be_visible()
+    await page.click("#simulate")
+    await expect(page.locator("#result")).to_be_visible()
+    await expect(page.locator("#conn-status .label")).to_have_text("Done")
+    assert len(sockets) == 2 and sockets[1].is_closed()

@@ -10,7 +10,15 @@ import pytest
 from redis.asyncio import Redis
 
 from kefu.core.page import Bind, PageSession, parse_page_frame
-from kefu.core.push import PAGES, PushError, page_channel, page_ticket_channel, parse_push
+from kefu.core.push import (
+    PAGES,
+    PushError,
+    PushTarget,
+    page_channel,
+    page_ticket_channel,
+    parse_push,
+    uid_channel,
+)
 from kefu.core.routing import Envelope
 from kefu.core.session import Limits, Send
 from kefu.protocol import Ping
@@ -120,8 +128,11 @@ def test_push_targets():
     t = parse_push({"uid": "u1", "ticket": "T", "secret": "s", "data": 1}, ticket_required=True)
     assert t.channel == page_ticket_channel("u1", "T") and t.frame == {"uid": "u1", "ticket": "T", "data": 1}
     assert parse_push({"uid": 42, "x": 1}, ticket_required=False).channel == page_channel("42")
-    with pytest.raises(PushError):
-        parse_push({"uid": "u1"}, ticket_required=True)
+    # Without its ticket a uid never reaches a QR page over the port: only pages bound to it by a
+    # token or a seed bind (docs/push.md); over HTTP (the API key) the QR page too.
+    assert parse_push({"uid": "u1"}, ticket_required=True).channels == (uid_channel("u1"),)
+    over_http = parse_push({"uid": "u1"}, ticket_required=False)
+    assert over_http.channels == (page_channel("u1"), uid_channel("u1"))
     # uid wins over openid: a login push may carry both; broadcast wins over everything.
     assert parse_push({"uid": "u1", "openid": "o1"}, ticket_required=False).kind == "uid"
     assert parse_push({"openid": "o_1"}, ticket_required=True).channel == "user:o_1"
@@ -134,13 +145,14 @@ def test_push_targets():
 
 
 def test_push_lines():
-    assert decide(b'{"uid":"u","ticket":"T"}', "")[0] == page_ticket_channel("u", "T")
+    verdict = decide(b'{"uid":"u","ticket":"T"}', "")
+    assert isinstance(verdict, PushTarget) and verdict.channel == page_ticket_channel("u", "T")
     assert decide(b"\xff\xfe", "") == "not JSON"
     assert decide(b'{"uid":"u","ticket":"T","n":NaN}', "") == "not JSON"
     assert decide(b"[]", "") == "not a JSON object"
     assert decide(b'{"uid":"u","ticket":"T"}', "s3cret") == "wrong or missing secret"
     verdict = decide(b'{"uid":"u","ticket":"T","secret":"s3cret"}', "s3cret")
-    assert isinstance(verdict, tuple) and "secret" not in verdict[1]
+    assert isinstance(verdict, PushTarget) and "secret" not in verdict.frame
 
 
 def test_page_session_binds_only_when_told_and_gets_only_pushes():

@@ -1,5 +1,8 @@
 // kefu QR login page: GET /qrcode, bind the page's socket to the QR code, wait for the token.
 // Protocol: docs/protocol.md §7 (the /ws/qr socket) and docs/qr-login.md (the whole sequence).
+// The socket is opened only once there is a code to bind (an unbound socket is closed by the
+// server's bind deadline, 4410), and closed again when the code expires or the login is done.
+// Every string comes from i18n.js: 简体中文 by default, English with ?lang=en or the toggle.
 //
 // Frames from the server are told apart like this: the bind echo is exactly the object this page
 // sent (no `token`); the login push has a `token` for this page's uid; anything else a backend
@@ -7,7 +10,10 @@
 // login), so a site can act on pushes without editing this file:
 //   window.addEventListener('kefu:push', (e) => console.log(e.detail));
 
+import { DEFAULT_LANG, lang, setLang, t } from './i18n.js';
+
 const $ = (id) => document.getElementById(id);
+const LANG_KEY = 'kefu.lang';
 const PING_MS = 30000;          // the server closes a socket silent for 40 s (4408)
 const BASE_BACKOFF_MS = 500;
 const MAX_BACKOFF_MS = 15000;
@@ -40,15 +46,45 @@ function socketUrl() {
   return `${proto}//${location.host}/ws/qr`;
 }
 
-function setConn(state, label) {
-  const el = $('conn-status');
-  el.dataset.state = state;
-  el.querySelector('.label').textContent = label;
+// ---- language ----------------------------------------------------------------------------------
+
+function chosenLang() {
+  const asked = new URLSearchParams(location.search).get('lang');
+  if (asked) return asked;
+  try { return localStorage.getItem(LANG_KEY) || DEFAULT_LANG; } catch { return DEFAULT_LANG; }
 }
 
-function setQrState(state, text) {
+let connView = ['idle', 'conn.idle', {}];
+let qrView = ['none', 'qr.waiting_socket', {}];
+
+/** Fill every static string, and re-say the current states, in the current language. */
+function applyLang() {
+  document.documentElement.lang = lang();
+  for (const e of document.querySelectorAll('[data-i18n]')) e.textContent = t(e.dataset.i18n);
+  for (const e of document.querySelectorAll('[data-i18n-title]')) e.title = t(e.dataset.i18nTitle);
+  for (const e of document.querySelectorAll('[data-i18n-alt]')) e.alt = t(e.dataset.i18nAlt);
+  setConn(...connView);
+  setQrState(...qrView);
+}
+
+function toggleLang() {
+  const next = lang() === 'en' ? 'zh-CN' : 'en';
+  try { localStorage.setItem(LANG_KEY, next); } catch { /* this page only */ }
+  setLang(next);
+  applyLang();
+}
+
+function setConn(state, key, vars = {}) {
+  connView = [state, key, vars];
+  const el = $('conn-status');
+  el.dataset.state = state;
+  el.querySelector('.label').textContent = t(key, vars);
+}
+
+function setQrState(state, key, vars = {}) {
+  qrView = [state, key, vars];
   $('qr-box').dataset.state = state;
-  $('qr-state').textContent = text;
+  $('qr-state').textContent = t(key, vars);
 }
 
 function showError(text) {
@@ -67,13 +103,13 @@ function connect() {
   clearTimeout(reconnectTimer);
   reconnectTimer = null;
   blocked = false;
-  setConn('connecting', 'Connecting…');
+  setConn('connecting', 'conn.connecting');
   const sock = new WebSocket(socketUrl());
   ws = sock;
   sock.onopen = () => {
     if (ws !== sock) return;
     attempts = 0;
-    setConn('online', 'Connected');
+    setConn('online', 'conn.online');
     if (qr && !expired() && !loggedIn) sendBind();
   };
   sock.onmessage = (ev) => {
@@ -88,18 +124,19 @@ function connect() {
     bindSent = null;
     clearTimeout(bindTimer);
     bindTimer = null;
-    if (loggedIn) { setConn('offline', 'Done'); return; }
+    if (loggedIn) { setConn('idle', 'conn.done'); return; }
     if (ev.code === CLOSE_TOO_MANY_ERRORS) {
       blocked = true;
-      setConn('offline', `Refused by the server (${ev.code})`);
-      showError('The server closed this page for too many errors. Get a new QR code to try again.');
-      if (qr && !expired()) setQrState('waiting', 'Disconnected');
+      setConn('offline', 'conn.refused', { code: ev.code });
+      showError(t('error.too_many'));
+      if (qr && !expired()) setQrState('waiting', 'qr.disconnected');
       return;
     }
-    if (qr && !expired()) setQrState('waiting', 'Reconnecting…');
+    if (!qr || expired()) { setConn('idle', 'conn.idle'); return; } // nothing to bind: stay closed
+    setQrState('waiting', 'qr.reconnecting');
     let delay = backoff(attempts++);
     if (RECONNECT_AT_ONCE.has(ev.code) && Date.now() - quickAt > MAX_BACKOFF_MS) { quickAt = Date.now(); delay = 0; }
-    setConn('offline', `Disconnected (${ev.code}) – retrying`);
+    setConn('offline', 'conn.retrying', { code: ev.code });
     reconnectTimer = setTimeout(connect, delay);
   };
 }
@@ -107,6 +144,17 @@ function connect() {
 // Connected, or on the way: after a 4429 only a user action (a new QR code) reconnects.
 function ensureSocket() {
   if (!ws && (blocked || !reconnectTimer)) connect();
+}
+
+// Nothing left to bind (the code expired, or the login is done): close, and do not come back.
+function closeSocket(state, key) {
+  clearTimeout(reconnectTimer);
+  reconnectTimer = null;
+  const sock = ws;
+  ws = null;
+  bindSent = null;
+  if (sock) sock.close(1000, 'done');
+  setConn(state, key);
 }
 
 function send(obj) {
@@ -123,7 +171,7 @@ function sendBind() {
   const frame = { ticket: qr.ticket, expire_seconds: qr.expire_seconds, uid: qr.uid };
   if (send(frame)) {
     bindSent = frame;
-    setQrState('binding', 'Linking this page to the QR code…');
+    setQrState('binding', 'qr.binding');
   }
 }
 
@@ -148,7 +196,7 @@ function onFrame(f) {
     bindSent = null;
     bindRetries = 0;
     showError('');
-    setQrState('bound', 'Scan with WeChat to log in');
+    setQrState('bound', 'qr.bound');
     return;
   }
   if (isLogin(f)) { onToken(f.token, f); return; }
@@ -160,13 +208,13 @@ function onFrame(f) {
 function onError(f) {
   if (f.code === 'bad_ticket') {
     bindSent = null;
-    markExpired('This QR code is no longer valid – get a new one.');
+    markExpired('qr.invalid');
     return;
   }
   if (f.retry === true) {
     if (!bindSent || expired() || loggedIn) return; // passing, and about nothing this page waits for
     const delay = backoff(bindRetries++);
-    setQrState('binding', 'Server busy – linking again shortly…');
+    setQrState('binding', 'qr.busy');
     clearTimeout(bindTimer);
     bindTimer = setTimeout(() => { if (qr && !expired() && !loggedIn) sendBind(); }, delay);
     return;
@@ -193,13 +241,13 @@ async function getQr() {
   try {
     const r = await fetch('/qrcode', { cache: 'no-store' });
     const body = await r.json().catch(() => ({}));
-    if (!r.ok) { showError(body.message || `Could not get a QR code (HTTP ${r.status})`); return; }
+    if (!r.ok) { showError(body.message || t('error.qrcode_http', { status: r.status })); return; }
     qr = { ...body, expiresAt: Date.now() + body.expire_seconds * 1000 };
     $('qr-img').src = body.image || '';
     $('simulate').hidden = !body.sandbox;
     $('start').hidden = true;
     $('qr-box').hidden = false;
-    setQrState('waiting', 'Waiting for the socket…');
+    setQrState('waiting', 'qr.waiting_socket');
     tick();
     clearInterval(countdownTimer);
     countdownTimer = setInterval(tick, 1000);
@@ -207,7 +255,7 @@ async function getQr() {
     ensureSocket();
     sendBind(); // or, if the socket is not open yet, as soon as it is
   } catch (e) {
-    showError(`Could not get a QR code: ${e.message}`);
+    showError(t('error.qrcode', { message: e.message }));
   } finally {
     $('get-qr').disabled = false;
     $('refresh-qr').disabled = false;
@@ -222,13 +270,14 @@ function tick() {
   if (left === 0) markExpired();
 }
 
-function markExpired(message) {
+function markExpired(key) {
   clearInterval(countdownTimer);
   clearTimeout(bindTimer);
   bindTimer = null;
   $('countdown').textContent = '00:00';
   $('simulate').hidden = true;
-  setQrState('expired', message || 'QR code expired – get a new one.');
+  setQrState('expired', key || 'qr.expired');
+  closeSocket('idle', 'conn.idle');
 }
 
 async function simulateScan() {
@@ -239,7 +288,7 @@ async function simulateScan() {
   });
   if (!r.ok) {
     const body = await r.json().catch(() => ({}));
-    showError(body.message || `Simulated scan failed (HTTP ${r.status})`);
+    showError(body.message || t('error.simulate_http', { status: r.status }));
   }
 }
 
@@ -248,6 +297,7 @@ async function onToken(token, frame) {
   clearTimeout(bindTimer);
   window.dispatchEvent(new CustomEvent('kefu:login', { detail: frame }));
   clearInterval(countdownTimer);
+  closeSocket('idle', 'conn.done');
   $('qr-box').hidden = true;
   $('result').hidden = false;
   $('token').value = token;
@@ -263,4 +313,7 @@ async function onToken(token, frame) {
 $('get-qr').addEventListener('click', getQr);
 $('refresh-qr').addEventListener('click', getQr);
 $('simulate').addEventListener('click', () => simulateScan().catch((e) => showError(e.message)));
-connect();
+$('lang-toggle').addEventListener('click', toggleLang);
+setLang(chosenLang());
+applyLang();
+// No socket yet: it opens with the first QR code (getQr), so an idle page holds nothing open.

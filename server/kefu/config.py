@@ -91,6 +91,11 @@ class Settings(BaseSettings):
     push_idle_timeout: float = Field(60.0, gt=0)
     qr_expire_seconds: int = Field(300, ge=1, le=2_592_000)
 
+    # -- pushes to any web page (docs/push.md) --
+    push_bind_secret: str = ""  # HS256 key of the bind tokens a backend mints; empty: token binds off
+    push_bind_audience: str = Field("kefu", min_length=1, max_length=200)
+    push_seed_binds: bool = False  # bare-uid and {"type":"init","task_id"} binds: anyone knowing an id
+
     # -- abuse limits (docs/security.md) --
     callback_window: int = Field(300, ge=1, le=86_400)
     oa_allow_plain: bool = False
@@ -204,6 +209,9 @@ class Settings(BaseSettings):
                 f"KEFU_PUSH_HOST={self.push_host} is not a loopback address: the push port has no "
                 "other authentication, so set KEFU_PUSH_SECRET (every line must then carry it)"
             )
+        if self.push_bind_secret and len(self.push_bind_secret.encode()) < 32:
+            raise ValueError("KEFU_PUSH_BIND_SECRET must be at least 32 bytes (RFC 7518: an HS256 key "
+                             "as long as the hash); make one with `openssl rand -hex 32`")
         if self.login_delay_max < self.login_delay:
             raise ValueError("KEFU_LOGIN_DELAY_MAX must be at least KEFU_LOGIN_DELAY")
         if self.oa_aes_key and len(self.oa_aes_key) != 43:

@@ -193,10 +193,29 @@ class Hub:
 
     async def remove(self, conn: Conn) -> None:
         self.unbound.discard(conn)
-        await self._leave(conn, conn.session.channels)
-        if conn in self._all:
+        if conn in self._all:  # first: a `join` under way sees the socket is going
             self._all.discard(conn)
             metrics.CONNECTIONS.labels(conn.session.who.role).dec()
+        await self._leave(conn, conn.session.channels)
+
+    async def join(self, conn: Conn, chans: Iterable[str]) -> None:
+        """Subscribe more channels for a socket already here (a page joining a group while bound);
+        the session lists them in `channels` first, so that `remove` takes them off again. A socket
+        that is going (or gone) joins nothing."""
+        for ch in chans:
+            async with self._locks.hold(ch):
+                if conn not in self._all:
+                    return
+                members = self.channels.get(ch)
+                if not members:
+                    await self.broker.subscribe(ch)
+                    members = self.channels[ch] = set()
+                members.add(conn)
+        self.unbound.discard(conn)
+
+    async def leave(self, conn: Conn, chans: Iterable[str]) -> None:
+        """Unsubscribe some of a socket's channels (a page leaving a group); it stays here."""
+        await self._leave(conn, chans)
 
     async def _leave(self, conn: Conn, chans: Iterable[str]) -> None:
         for ch in chans:

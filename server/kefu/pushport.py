@@ -6,7 +6,9 @@ the client may keep open and pipeline on. A PHP backend doing
 
 `ok` means at least one socket bound to the target received the push (on any process: the
 broker's subscriber count says so); `fail` means nobody was bound, or the line was refused (not
-JSON, no target, a uid without its ticket or with another one, wrong `secret`, too long).
+JSON, no target, a QR uid with another ticket, wrong `secret`, too long). A line with a `"kefu"`
+key is another word of the push vocabulary (push/commands.py): `join` / `leave` answer `ok`,
+`online` `ok` or `fail`, `count` a JSON line `{"count": n}`.
 
 Input is bounded: a line over `KEFU_PUSH_MAX_LINE` bytes is skipped (read and dropped up to its
 newline, never buffered whole) and answered `fail`; a connection that sends nothing for
@@ -29,13 +31,13 @@ import contextlib
 import hmac
 import logging
 import re
-from typing import Any
 
 from kefu.config import Settings
-from kefu.core.push import PushError, parse_push
+from kefu.core.push import PushError
 from kefu.errors import BadJson, translate
 from kefu.jsonio import load_object
-from kefu.node import Node
+from kefu.push.commands import Command, parse_command
+from kefu.push.service import PushService
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +56,8 @@ def looks_like_http(line: bytes) -> bool:
     return bool(_HTTP_REQUEST_LINE.fullmatch(line) or _HTTP_HEADER.fullmatch(line))
 
 
-def decide(line: bytes, secret: str) -> tuple[str, dict[str, Any]] | str:
-    """Parse one line: (channel, frame) to publish, or the reason it fails. Pure."""
+def decide(line: bytes, secret: str) -> Command | str:
+    """Parse one line: what to do, or the reason it fails. Pure."""
     try:
         obj = load_object(line)
     except BadJson as e:
@@ -65,16 +67,15 @@ def decide(line: bytes, secret: str) -> tuple[str, dict[str, Any]] | str:
         if not isinstance(given, str) or not hmac.compare_digest(given.encode(), secret.encode()):
             return "wrong or missing secret"
     try:
-        target = parse_push(obj, ticket_required=True)
+        return parse_command(obj, ticket_required=True)
     except PushError as e:
         return e.message
-    return target.channel, target.frame
 
 
 class PushPort:
-    def __init__(self, settings: Settings, node: Node) -> None:
+    def __init__(self, settings: Settings, pushes: PushService) -> None:
         self.settings = settings
-        self.node = node
+        self.pushes = pushes
         self.server: asyncio.Server | None = None
         self._clients: set[asyncio.Task] = set()
 
@@ -174,13 +175,14 @@ class PushPort:
         if isinstance(verdict, str):
             log.info("push line refused: %s", verdict)
             return FAIL
-        channel, frame = verdict
         try:
-            nodes = await self.node.push(channel, frame)
+            outcome = await self.pushes.run(verdict)
         except Exception as e:  # the edge's last resort: any failure is `fail`, logged once
             if translate(e) is None:
                 log.exception("push failed")
             else:
                 log.warning("push failed: %s", e)
             return FAIL
-        return OK if nodes else FAIL
+        if outcome.line is not None:
+            return outcome.line
+        return OK if outcome.ok else FAIL

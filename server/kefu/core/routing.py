@@ -2,9 +2,10 @@
 
 Channels: `user:<openid>` (every socket of one user), `agents` (every agent socket),
 `agent:<id>` (one agent's sockets, for kicks), `desk` (every node, always: assignment and presence
-changes, which each node also keeps in its `core.team.Team`); for QR pages `page:<uid>`, `page:<uid>:<ticket
-digest>` and `pages` (see core/push.py). A node subscribes to a channel while it holds at least one
-socket for it, so a publish's receiver count says whether anyone is online.
+changes, which each node also keeps in its `core.team.Team`); for page sockets `page:<uid>`,
+`page:<uid>:<ticket digest>`, `uid:<id>`, `group:<name>` and `pages` (see core/push.py). A node
+subscribes to a channel while it holds at least one socket for it, so a publish's receiver count
+says whether anyone is online.
 
 Envelopes travel as objects inside a process and are encoded once, by the Redis broker, at the wire.
 """
@@ -20,7 +21,8 @@ from kefu.protocol import Message, Role, read_frame, resync_frame, typing_frame,
 AGENTS = "agents"
 DESK = "desk"
 
-Kind = Literal["message", "read", "kick", "push", "resync", "typing", "conversation", "presence"]
+Kind = Literal["message", "read", "kick", "push", "resync", "typing", "conversation", "presence",
+               "page_push", "group"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,6 @@
-"""`POST /api/push`: backends push a JSON object to a QR page (uid), a user (openid) or all pages."""
+"""`POST /api/push`: backends push a JSON object to a page (uid, task id, group, all pages) or a
+user (openid), and use the rest of the push vocabulary (`"kefu": "join" | "leave" | "online" |
+"count"`, push/commands.py) — the same objects the TCP port takes, answered in JSON."""
 
 from __future__ import annotations
 
@@ -8,10 +10,10 @@ import logging
 from sanic import Blueprint, Request, json
 from sanic.response import HTTPResponse
 
-from kefu.core.push import parse_push
 from kefu.errors import Unauthorized, Unavailable
 from kefu.http.body import json_body
-from kefu.node import Node
+from kefu.push.commands import parse_command
+from kefu.push.service import PushService
 
 log = logging.getLogger(__name__)
 push_api = Blueprint("push_api")
@@ -29,7 +31,6 @@ def check_api_key(request: Request) -> None:
 @push_api.post("/api/push")
 async def push(request: Request) -> HTTPResponse:
     check_api_key(request)
-    target = parse_push(json_body(request), ticket_required=False)
-    node: Node = request.app.ctx.node
-    nodes = await node.push(target.channel, target.frame)
-    return json({"delivered": nodes > 0, "nodes": nodes})
+    cmd = parse_command(json_body(request), ticket_required=False)
+    pushes: PushService = request.app.ctx.pushes
+    return json((await pushes.run(cmd)).body)

@@ -1,9 +1,10 @@
 """QR scan login and the push API, wired into the app: `install(app, settings)`.
 
 Routes: `GET /qrcode`, `/qr-login` (the page, `web_qr/`), `/ws/qr`, `/wechat/callback`,
-`POST /api/push`; sandbox only: `/qr-image/<ticket>`, `POST /dev/simulate-scan`. Plus the TCP push
-port. Call `install` after the core listeners are registered: it starts after them (it needs the
-node) and, Sanic running shutdown listeners in reverse, stops before them.
+`POST /api/push`, `/ws/push` and `/sdk/` (push/install.py); sandbox only: `/qr-image/<ticket>`,
+`POST /dev/simulate-scan`. Plus the TCP push port. Call `install` after the core listeners are
+registered: it starts after them (it needs the node) and, Sanic running shutdown listeners in
+reverse, stops before them.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from kefu.http.push import push_api
 from kefu.http.qr import qr_bp, sandbox_bp
 from kefu.http.wechat_callback import wechat_bp
 from kefu.paths import bundled
+from kefu.push.install import install as install_push
 from kefu.pushport import PushPort
 from kefu.qr.login import QrLogin
 from kefu.qr.store import make_qr_store
@@ -28,12 +30,13 @@ __all__ = ["install"]
 
 
 def install(app: Sanic, settings: Settings) -> None:
+    install_push(app, settings)  # /ws/push, /sdk/, the push service (before the push port needs it)
     app.blueprint(push_api)
     app.blueprint(qr_bp)
     app.blueprint(wechat_bp)
     if settings.wechat_mode == "sandbox":
         app.blueprint(sandbox_bp)
-    app.add_websocket_route(qr_socket, "/ws/qr")
+    app.add_websocket_route(qr_socket, "/ws/qr", name="qr_socket")
 
     page = bundled("web_qr")
     if page.is_dir():
@@ -54,7 +57,7 @@ def install(app: Sanic, settings: Settings) -> None:
             if settings.oa_aes_key and app.ctx.callback_token else None)
         app.ctx.qr = QrLogin(settings, node, make_qr_store(app.ctx.engines.redis, settings.redis_prefix),
                              oa)
-        app.ctx.push_port = PushPort(settings, node)
+        app.ctx.push_port = PushPort(settings, app.ctx.pushes)
         await app.ctx.push_port.start()
 
     @app.before_server_stop

@@ -1,6 +1,6 @@
 """Admitting sockets: the caps of core/admission.py, applied before the WebSocket upgrade.
 
-A request middleware runs for `/ws` and `/ws/qr` before Sanic's handshake; a socket over a cap is
+A request middleware runs for `/ws`, `/ws/qr` and `/ws/push` before Sanic's handshake; a socket over a cap is
 answered HTTP 429 with Retry-After and never upgraded. The slot it takes is tied to the TCP
 connection (the protocol object), so it is given back however the socket ends — the handler
 returning, a failed handshake, the peer vanishing.
@@ -21,8 +21,9 @@ from kefu.core.admission import Slot, SocketCaps, cap_for_descriptors
 
 log = logging.getLogger(__name__)
 
-#: Socket paths, and whether they are QR pages (which have their own, smaller cap).
-SOCKET_PATHS = {"/ws": False, "/ws/qr": True}
+#: Socket paths, and whether they are anonymous page sockets (QR login and push pages), which
+#: have their own, smaller cap.
+SOCKET_PATHS = {"/ws": False, "/ws/qr": True, "/ws/push": True}
 
 
 def descriptor_limit() -> int:

@@ -1,0 +1,62 @@
+"""The push vocabulary carried out, on whatever node the request arrived: publishes through the
+broker (so it reaches sockets on every node), group membership in the group store, socket counts.
+
+Every answer is about the moment of the request: pushes are not stored, so a push to nobody is
+`delivered: false` (`fail` on the port) and is gone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from kefu.core.push import PushTarget, group_change_envelope, uid_channel
+from kefu.node import Node
+from kefu.push.commands import Command, Count, GroupChange, Online
+from kefu.push.counts import GroupCounts
+from kefu.push.groups import GroupStore
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    ok: bool  # the port's `ok` / `fail`
+    body: dict[str, Any]  # the HTTP answer
+    line: bytes | None = None  # the port's reply when it is not ok/fail (a count)
+
+
+class PushService:
+    def __init__(self, node: Node, groups: GroupStore, counts: GroupCounts) -> None:
+        self.node = node
+        self.groups = groups
+        self.counts = counts
+
+    async def push(self, target: PushTarget) -> int:
+        """Nodes that held a socket on one of the target's channels (the broker's counts)."""
+        return sum(await self.node.broker.publish(target.channels, target.envelope()))
+
+    async def change(self, c: GroupChange) -> int:
+        """Remember the membership, then tell every node holding the uid's sockets."""
+        if c.op == "join":
+            await self.groups.add(c.uid, c.group)
+        else:
+            await self.groups.remove(c.uid, c.group)
+        (nodes,) = await self.node.broker.publish((uid_channel(c.uid),), group_change_envelope(c.op, c.group))
+        return nodes
+
+    async def online(self, uid: str) -> bool:
+        channel = uid_channel(uid)
+        return channel in self.node.hub.channels or await self.node.broker.online(channel)
+
+    async def run(self, cmd: Command) -> Outcome:
+        if isinstance(cmd, PushTarget):
+            nodes = await self.push(cmd)
+            return Outcome(nodes > 0, {"delivered": nodes > 0, "nodes": nodes})
+        if isinstance(cmd, GroupChange):
+            nodes = await self.change(cmd)
+            return Outcome(True, {"ok": True, "uid": cmd.uid, "group": cmd.group, "nodes": nodes})
+        if isinstance(cmd, Online):
+            online = await self.online(cmd.uid)
+            return Outcome(online, {"uid": cmd.uid, "online": online})
+        assert isinstance(cmd, Count)
+        n = await self.counts.count(cmd.group)
+        return Outcome(True, {"group": cmd.group, "count": n}, b'{"count":%d}\n' % n)
