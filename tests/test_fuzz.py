@@ -17,7 +17,7 @@ from kefu.core.page import Bind, Ignored, SeedBind, TokenBind, parse_page_frame
 from kefu.core.push import PushTarget
 from kefu.errors import BadJson, KefuError
 from kefu.protocol import Identity, MarkRead, Message, Ping, SendMessage, Sync, ack_frame, parse, read_frame
-from kefu.pushport import decide, looks_like_http
+from kefu.push.port import decide, looks_like_http
 
 FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 USER = Identity(role="user", openid="o_fuzz")

@@ -22,7 +22,7 @@ from kefu.core.push import (
 from kefu.core.routing import Envelope
 from kefu.core.session import Limits, Send
 from kefu.protocol import Ping
-from kefu.pushport import decide
+from kefu.push.port import decide
 from kefu.qr.store import LocalQrStore, QrRecord, RedisQrStore, StoreFull
 from tests.support import services
 

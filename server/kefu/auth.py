@@ -3,10 +3,23 @@ Bearer header, resolved through the node. One place for every HTTP endpoint."""
 
 from __future__ import annotations
 
+import hmac
+
 from sanic import Request
 
-from kefu.errors import Forbidden, Unauthorized
+from kefu.context import ctx
+from kefu.errors import Forbidden, Unauthorized, Unavailable
 from kefu.protocol import Identity
+
+
+def check_api_key(request: Request, what: str = "this API") -> None:
+    """Backends (pushes, profiles) authenticate with `X-Api-Key: <KEFU_API_KEY>`; no key set, no API."""
+    expected: str = ctx(request).settings.api_key
+    if not expected:
+        raise Unavailable(f"{what} disabled: set KEFU_API_KEY")
+    given = request.headers.get("x-api-key", "")
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise Unauthorized("missing or wrong X-Api-Key")
 
 
 def request_token(request: Request) -> str | None:
@@ -23,7 +36,7 @@ async def authenticated(request: Request, role: str | None = None,
     token = request_token(request)
     if not token:
         raise Unauthorized("token required")
-    who = await request.app.ctx.node.identify(token)
+    who = await ctx(request).node.identify(token)
     if who is None:
         raise Unauthorized("invalid token")
     if admin and (who.role != "agent" or not who.admin):

@@ -15,6 +15,8 @@ import sqlalchemy as sa
 from sanic import Request, Sanic, json
 from sanic.response import HTTPResponse
 
+from kefu.context import Context, ctx
+
 OK = "ok"
 Probe = Callable[[], Awaitable[str]]
 
@@ -40,23 +42,27 @@ async def _bounded(probe: Probe, timeout: float) -> str:
 
 def probes(app: Sanic) -> dict[str, Probe]:
     """What this process needs: the database, Redis (when configured) and the broker."""
-    engines = app.ctx.engines
+    parts: Context = app.ctx
+    engines = parts.engines
 
     async def database() -> str:
         async with engines.db.connect() as conn:
             await conn.execute(sa.text("SELECT 1"))
         return OK
 
+    client = engines.redis
+
     async def redis() -> str:
-        await engines.redis.ping()
+        assert client is not None  # listed only when Redis is configured
+        await client.ping()
         return OK
 
     async def broker() -> str:
         # The brokers say whether their subscription is live; one without the flag is in-process.
-        return OK if getattr(app.ctx.node.broker, "connected", True) else "not connected"
+        return OK if getattr(parts.node.broker, "connected", True) else "not connected"
 
     found: dict[str, Probe] = {"database": database}
-    if engines.redis is not None:
+    if client is not None:
         found["redis"] = redis
     found["broker"] = broker
     return found
@@ -74,9 +80,9 @@ async def readiness(app: Sanic, timeout: float) -> dict[str, Any]:
 def install(app: Sanic) -> None:
     @app.get("/healthz")
     async def healthz(request: Request) -> HTTPResponse:
-        return json({"ok": True, "connections": request.app.ctx.node.hub.count()})
+        return json({"ok": True, "connections": ctx(request).node.hub.count()})
 
     @app.get("/readyz")
     async def readyz(request: Request) -> HTTPResponse:
-        body = await readiness(request.app, request.app.ctx.settings.ready_timeout)
+        body = await readiness(request.app, ctx(request).settings.ready_timeout)
         return json(body, status=200 if body["ready"] else 503)

@@ -10,16 +10,14 @@ This blueprint also runs the sweep that closes agent sockets whose token was rev
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from typing import Any
 
-from sanic import Blueprint, Request, Sanic, json
+from sanic import Blueprint, Request, json
 from sanic.response import HTTPResponse
 
-from kefu.agent_recheck import recheck_forever
 from kefu.agents import AgentAdmin
 from kefu.auth import authenticated
+from kefu.context import ctx
 from kefu.errors import BadRequest, Conflict
 from kefu.http.body import json_body
 from kefu.node import Node
@@ -29,13 +27,13 @@ admin_api = Blueprint("admin", url_prefix="/api/admin")
 
 
 def agent_admin(request: Request) -> AgentAdmin:
-    node: Node = request.app.ctx.node
+    node: Node = ctx(request).node
     return AgentAdmin(node.accounts, node.tokens, node.kick_agent, node.desk.requeue)
 
 
 async def _with_desk(request: Request, account: dict[str, Any]) -> dict[str, Any]:
     """An Agent with its limit (`max_open`: null = KEFU_ASSIGN_LIMIT) and its load."""
-    desk = request.app.ctx.node.desk
+    desk = ctx(request).node.desk
     slots = {a.id: a for a in await desk.store.agents()}
     slot = slots.get(account["id"])
     loads = await desk.store.loads()
@@ -62,7 +60,7 @@ def _not_self(who: Identity, agent_id: int, what: str) -> None:
 @admin_api.get("/agents")
 async def list_agents(request: Request) -> HTTPResponse:
     await _admin(request)
-    accounts = await request.app.ctx.node.accounts.list_agents()
+    accounts = await ctx(request).node.accounts.list_agents()
     return json({"agents": [await _with_desk(request, a.to_json()) for a in accounts]})
 
 
@@ -74,7 +72,7 @@ async def create_agent(request: Request) -> HTTPResponse:
     max_open = _limit(body)
     account = await agent_admin(request).create(body.get("name"), body.get("password"), admin=admin)
     if "max_open" in body:
-        await request.app.ctx.node.desk.store.set_max_open(account.id, max_open)
+        await ctx(request).node.desk.store.set_max_open(account.id, max_open)
     return json({"agent": await _with_desk(request, account.to_json())}, status=201)
 
 
@@ -110,7 +108,7 @@ async def update_agent(request: Request, agent_id: int) -> HTTPResponse:
     if is_admin is not None:
         account = await admin.set_admin(agent_id, is_admin)
     if "max_open" in body:
-        await request.app.ctx.node.desk.store.set_max_open(agent_id, max_open)
+        await ctx(request).node.desk.store.set_max_open(agent_id, max_open)
     if disabled is not None:
         account = await admin.set_disabled(agent_id, disabled)
     return json({"agent": await _with_desk(request, account.to_json())})
@@ -130,18 +128,3 @@ async def delete_agent(request: Request, agent_id: int) -> HTTPResponse:
     _not_self(who, agent_id, "delete")
     await agent_admin(request).delete(agent_id)
     return json({"ok": True})
-
-
-@admin_api.after_server_start
-async def start_recheck(app: Sanic) -> None:
-    app.ctx.agent_recheck = asyncio.create_task(
-        recheck_forever(app.ctx.node, app.ctx.settings.agent_recheck_interval))
-
-
-@admin_api.before_server_stop
-async def stop_recheck(app: Sanic) -> None:
-    task = getattr(app.ctx, "agent_recheck", None)
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

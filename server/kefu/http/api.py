@@ -11,11 +11,11 @@ from sanic import Blueprint, Request, json
 from sanic.response import HTTPResponse
 
 from kefu.auth import authenticated
+from kefu.context import ctx
 from kefu.errors import BadRequest, Forbidden, RateLimited, Unauthorized, Unavailable, UpstreamRefused
 from kefu.http.body import int_arg, json_body, str_field
 from kefu.node import Node
 from kefu.protocol import Identity, is_id, is_openid
-from kefu.store.login_throttle import LoginThrottle, ThrottlePolicy, make_login_throttle
 from kefu.wechat.errors import WeChatError, WeChatUnavailable
 
 log = logging.getLogger(__name__)
@@ -23,7 +23,7 @@ api = Blueprint("api", url_prefix="/api")
 
 
 def _node(request: Request) -> Node:
-    node: Node = request.app.ctx.node
+    node: Node = ctx(request).node
     return node
 
 
@@ -47,25 +47,14 @@ async def user_login(request: Request) -> HTTPResponse:
     code = str_field(json_body(request), "code")
     node = _node(request)
     try:
-        session = await request.app.ctx.wechat.code2session(code)
+        session = await ctx(request).wechat.code2session(code)
     except WeChatError as e:
         raise UpstreamRefused(f"WeChat refused the code: errcode {e.errcode}") from e
     except WeChatUnavailable as e:
         raise Unavailable("WeChat is unavailable, retry later") from e
-    ttl = request.app.ctx.settings.user_token_ttl
+    ttl = ctx(request).settings.user_token_ttl
     token = await node.login_user(session.openid, session.unionid, ttl)
     return json({"token": token, "openid": session.openid, "expires_in": ttl})
-
-
-def login_throttle(request: Request) -> LoginThrottle:
-    """This process's login throttle, made on first use (the engines exist by then)."""
-    ctx = request.app.ctx
-    if getattr(ctx, "login_throttle", None) is None:
-        s = ctx.settings
-        policy = ThrottlePolicy(free_per_name=s.login_free_failures, free_per_ip=s.login_free_failures_ip,
-                                window=s.login_window, delay=s.login_delay, delay_max=s.login_delay_max)
-        ctx.login_throttle = make_login_throttle(ctx.engines.redis, s.redis_prefix, policy)
-    return ctx.login_throttle
 
 
 @api.post("/agent/login")
@@ -75,7 +64,7 @@ async def agent_login(request: Request) -> HTTPResponse:
     body = json_body(request)
     name, password = str_field(body, "name", 64), str_field(body, "password", 1024)
     node = _node(request)
-    throttle, ip = login_throttle(request), request.client_ip
+    throttle, ip = ctx(request).login_throttle, request.client_ip
     wait = await throttle.attempt(ip, name)  # a store that is down answers 503 at the edge
     if wait > 0:
         log.debug("agent login throttled (name %s, ip %s): retry in %.1f s", _tag(name), ip, wait)
@@ -93,7 +82,7 @@ async def agent_login(request: Request) -> HTTPResponse:
         await throttle.refund(ip, name)
         raise AgentDisabled("this agent account is disabled")
     await throttle.succeeded(ip, name)
-    ttl = request.app.ctx.settings.agent_token_ttl
+    ttl = ctx(request).settings.agent_token_ttl
     who = account.identity
     token = await node.tokens.issue(who, ttl)
     if not await node.accounts.still_valid(account):  # raced a password change or a disable

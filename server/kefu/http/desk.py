@@ -10,11 +10,11 @@ from typing import Any
 from sanic import Blueprint, Request, json
 from sanic.response import HTTPResponse, raw
 
-from kefu.auth import authenticated
+from kefu.auth import authenticated, check_api_key
+from kefu.context import ctx
 from kefu.core.routing import DESK, desk_envelope
 from kefu.errors import BadRequest, Conflict, Forbidden, NotFound, TooLarge
 from kefu.http.body import int_arg, json_body
-from kefu.http.push import check_api_key
 from kefu.jsonio import dumps
 from kefu.node import Node
 from kefu.protocol import Identity, is_openid
@@ -29,7 +29,7 @@ IMAGE_MAGIC = {"image/png": b"\x89PNG", "image/jpeg": b"\xff\xd8", "image/gif": 
 
 
 def _node(request: Request) -> Node:
-    node: Node = request.app.ctx.node
+    node: Node = ctx(request).node
     return node
 
 
@@ -184,8 +184,8 @@ async def set_my_avatar(request: Request) -> HTTPResponse:
     sniffed = next((m for m, magic in IMAGE_MAGIC.items() if data.startswith(magic)), None)
     if sniffed is None:
         raise BadRequest("the avatar must be a PNG, JPEG, GIF or WebP image")
-    if len(data) > request.app.ctx.settings.avatar_max_bytes:
-        raise TooLarge(f"the avatar is over {request.app.ctx.settings.avatar_max_bytes} bytes")
+    if len(data) > ctx(request).settings.avatar_max_bytes:
+        raise TooLarge(f"the avatar is over {ctx(request).settings.avatar_max_bytes} bytes")
     version = await _profiles(request).put_avatar(who.openid, sniffed if mime != sniffed else mime, data)
     url = f"/api/avatars/{who.openid}?v={version}"
     profile = await _profiles(request).update(who.openid, {"user_avatar": url})

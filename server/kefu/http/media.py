@@ -15,6 +15,7 @@ from sanic import Blueprint, Request, json
 from sanic.response import HTTPResponse, raw
 
 from kefu.auth import request_token
+from kefu.context import ctx
 from kefu.errors import BadRequest, TooLarge, Unauthorized
 from kefu.http.body import json_body
 from kefu.media.service import Media
@@ -27,7 +28,7 @@ SIGN_MAX = 100
 
 
 def _media(request: Request) -> Media:
-    media: Media = request.app.ctx.media
+    media: Media = ctx(request).media
     return media
 
 
@@ -35,7 +36,7 @@ async def _who(request: Request) -> Identity:
     token = request_token(request)
     if not token:
         raise Unauthorized("token required")
-    node: Node = request.app.ctx.node
+    node: Node = ctx(request).node
     who = await node.identify(token)
     if who is None:
         raise Unauthorized("invalid token")

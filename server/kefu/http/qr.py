@@ -16,9 +16,10 @@ import secrets
 from urllib.parse import unquote
 
 import segno
-from sanic import Blueprint, Request, Sanic, json
+from sanic import Blueprint, Request, json
 from sanic.response import HTTPResponse, raw
 
+from kefu.context import ctx
 from kefu.core.admission import address_key
 from kefu.core.push import MAX_TICKET
 from kefu.errors import BadRequest, NotFound, RateLimited, Unavailable, UpstreamRefused
@@ -26,7 +27,7 @@ from kefu.http.body import json_body
 from kefu.protocol import is_openid, is_uid
 from kefu.qr.login import NewQr, QrLogin, QrUnavailable
 from kefu.qr.store import StoreFull
-from kefu.store.qr_quota import QrQuota, QrQuotaPolicy, make_qr_quota
+from kefu.store.qr_quota import QrQuota
 from kefu.wechat.callback import build_scan_xml, parse_event
 from kefu.wechat.errors import WeChatError, WeChatUnavailable
 from kefu.wechat.sandbox import SandboxWeChat
@@ -38,18 +39,10 @@ qr_bp = Blueprint("qr")
 sandbox_bp = Blueprint("qr_sandbox")
 
 
-@qr_bp.listener("before_server_start")
-async def start_qr_quota(app: Sanic) -> None:
-    s = app.ctx.settings
-    app.ctx.qr_quota = make_qr_quota(app.ctx.engines.redis, s.redis_prefix,
-                                     QrQuotaPolicy(s.qrcode_per_minute, s.qrcode_live_per_ip,
-                                                   float(s.qr_expire_seconds)))
-
-
 @qr_bp.get("/qrcode")
 async def qrcode(request: Request) -> HTTPResponse:
-    qr: QrLogin = request.app.ctx.qr
-    quota: QrQuota = request.app.ctx.qr_quota
+    qr: QrLogin = ctx(request).qr
+    quota: QrQuota = ctx(request).qr_quota
     address, count = address_key(request.client_ip), secrets.token_hex(8)
     wait = await quota.take(address, count)
     if wait > 0:
@@ -80,7 +73,10 @@ async def _create(qr: QrLogin) -> NewQr:
 
 
 def _sandbox(request: Request) -> SandboxWeChat:
-    return request.app.ctx.qr.oa
+    """These routes exist only in sandbox mode, where the Official Account is the sandbox."""
+    oa = ctx(request).qr.oa
+    assert isinstance(oa, SandboxWeChat)
+    return oa
 
 
 @sandbox_bp.get("/qr-image/<ticket:path>")
@@ -108,7 +104,7 @@ async def simulate_scan(request: Request) -> HTTPResponse:
     openid = body.get("openid", SANDBOX_SCANNER)
     if not is_openid(openid):
         raise BadRequest("openid must be 1-64 characters of A-Za-z0-9_-")
-    qr: QrLogin = request.app.ctx.qr
+    qr: QrLogin = ctx(request).qr
     sandbox, ticket, subscribe = _sandbox(request), body["ticket"], body.get("subscribe") is True
     uid = body.get("uid")
     if sandbox.scene_for(ticket) is not None:

@@ -16,6 +16,7 @@ import logging
 from sanic import Blueprint, Request, text
 from sanic.response import HTTPResponse
 
+from kefu.context import ctx
 from kefu.errors import BadRequest, Forbidden, Unavailable
 from kefu.http.wechat_guard import (
     CallbacksOff,
@@ -37,13 +38,13 @@ wechat_bp = Blueprint("wechat_callback")
 
 
 def _signed(request: Request) -> None:
-    check_signed(request.args, request.app.ctx.callback_token, request.app.ctx.settings.callback_window,
+    check_signed(request.args, ctx(request).callback_token, ctx(request).settings.callback_window,
                  "KEFU_OA_TOKEN")
 
 
 async def _first_use(request: Request, what: bytes) -> None:
-    qr: QrLogin = request.app.ctx.qr
-    await first_use(qr.store, request.args, what, request.app.ctx.settings.callback_window)
+    qr: QrLogin = ctx(request).qr
+    await first_use(qr.store, request.args, what, ctx(request).settings.callback_window)
 
 
 @wechat_bp.get("/wechat/callback")
@@ -60,8 +61,8 @@ async def verify_url(request: Request) -> HTTPResponse:
 async def receive(request: Request) -> HTTPResponse:
     _signed(request)
     a = request.args
-    crypto: WeChatCrypto | None = request.app.ctx.callback_crypto
-    encrypted = check_encrypted(a, crypto is not None, request.app.ctx.settings.oa_allow_plain,
+    crypto: WeChatCrypto | None = ctx(request).callback_crypto
+    encrypted = check_encrypted(a, crypto is not None, ctx(request).settings.oa_allow_plain,
                                 "KEFU_OA_AES_KEY")
     try:
         if encrypted:
@@ -78,7 +79,7 @@ async def receive(request: Request) -> HTTPResponse:
         log.warning("malformed callback: %s", e)
         raise BadRequest(str(e)) from None
     await _first_use(request, b"POST\n" + request.body)
-    qr: QrLogin = request.app.ctx.qr
+    qr: QrLogin = ctx(request).qr
     try:
         await qr.accept(event)
     except Exception as e:  # the dedupe store is down: fail, so WeChat tries again

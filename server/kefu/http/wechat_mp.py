@@ -16,6 +16,7 @@ from sanic import Blueprint, Request, json, text
 from sanic.response import HTTPResponse
 
 from kefu.auth import request_token
+from kefu.context import ctx
 from kefu.cs.channel import CsChannel
 from kefu.errors import BadRequest, Forbidden, Unauthorized, Unavailable
 from kefu.http.body import json_body
@@ -32,17 +33,17 @@ PUSH_DEDUPE_TTL = 300  # WeChat retries within ~15 s (wechat.md §4)
 
 
 def _channel(request: Request) -> CsChannel:
-    channel: CsChannel = request.app.ctx.cs
+    channel: CsChannel = ctx(request).cs
     return channel
 
 
 def _marks(request: Request) -> CallbackMarks:
-    marks: CallbackMarks = request.app.ctx.cs_marks
+    marks: CallbackMarks = ctx(request).cs_marks
     return marks
 
 
 def _signed(request: Request) -> None:
-    check_signed(request.args, request.app.ctx.push_token, request.app.ctx.settings.callback_window,
+    check_signed(request.args, ctx(request).push_token, ctx(request).settings.callback_window,
                  "KEFU_MP_TOKEN")
 
 
@@ -53,7 +54,7 @@ async def verify_url(request: Request) -> HTTPResponse:
     if echostr is None:
         raise BadRequest("echostr missing")
     await first_use(_marks(request), request.args, b"GET\n" + echostr.encode("utf-8", "surrogatepass"),
-                    request.app.ctx.settings.callback_window)
+                    ctx(request).settings.callback_window)
     return text(echostr)
 
 
@@ -61,8 +62,8 @@ async def verify_url(request: Request) -> HTTPResponse:
 async def receive(request: Request) -> HTTPResponse:
     _signed(request)
     a = request.args
-    crypto: WeChatCrypto | None = request.app.ctx.push_crypto
-    encrypted = check_encrypted(a, crypto is not None, request.app.ctx.settings.mp_allow_plain,
+    crypto: WeChatCrypto | None = ctx(request).push_crypto
+    encrypted = check_encrypted(a, crypto is not None, ctx(request).settings.mp_allow_plain,
                                 "KEFU_MP_AES_KEY")
     try:
         plain = request.body
@@ -78,7 +79,7 @@ async def receive(request: Request) -> HTTPResponse:
         log.warning("malformed message push: %s", e)
         raise BadRequest(str(e)) from None
     marks = _marks(request)
-    await first_use(marks, a, b"POST\n" + request.body, request.app.ctx.settings.callback_window)
+    await first_use(marks, a, b"POST\n" + request.body, ctx(request).settings.callback_window)
     try:
         first = await marks.first_seen(push.dedupe_key, PUSH_DEDUPE_TTL)
     except Exception as e:  # the dedupe store is down: fail, so WeChat tries again
@@ -91,7 +92,7 @@ async def _who(request: Request) -> Identity:
     token = request_token(request)
     if not token:
         raise Unauthorized("token required")
-    node: Node = request.app.ctx.node
+    node: Node = ctx(request).node
     who = await node.identify(token)
     if who is None:
         raise Unauthorized("invalid token")

@@ -2,9 +2,8 @@
 
 Routes: `GET /qrcode`, `/qr-login` (the page, `web_qr/`), `/ws/qr`, `/wechat/callback`,
 `POST /api/push`, `/ws/push` and `/sdk/` (push/install.py); sandbox only: `/qr-image/<ticket>`,
-`POST /dev/simulate-scan`. Plus the TCP push port. Call `install` after the core listeners are
-registered: it starts after them (it needs the node) and, Sanic running shutdown listeners in
-reverse, stops before them.
+`POST /dev/simulate-scan`. The parts they use (QR login, the push service, the TCP push port) are
+made and stopped by context.py.
 """
 
 from __future__ import annotations
@@ -14,16 +13,11 @@ from sanic.response import HTTPResponse
 
 from kefu.config import Settings
 from kefu.http.pages import page_csp, qr_image_origins, serve_directory
-from kefu.http.push import push_api
 from kefu.http.qr import qr_bp, sandbox_bp
 from kefu.http.wechat_callback import wechat_bp
 from kefu.paths import bundled
+from kefu.push.api import push_api
 from kefu.push.install import install as install_push
-from kefu.pushport import PushPort
-from kefu.qr.login import QrLogin
-from kefu.qr.store import make_qr_store
-from kefu.wechat.crypto import WeChatCrypto
-from kefu.wechat.setup import callback_appid, callback_token, make_oa_provider
 from kefu.ws.qr import qr_socket
 
 __all__ = ["install"]
@@ -45,27 +39,3 @@ def install(app: Sanic, settings: Settings) -> None:
         @app.get("/qr-login")
         async def qr_login_root(_: Request) -> HTTPResponse:
             return redirect("/qr-login/")
-
-    @app.before_server_start
-    async def start_qr(app: Sanic) -> None:
-        node = app.ctx.node
-        oa = make_oa_provider(settings, app.ctx.wechat)
-        app.ctx.oa = oa
-        app.ctx.callback_token = callback_token(settings)
-        app.ctx.callback_crypto = (
-            WeChatCrypto(app.ctx.callback_token, settings.oa_aes_key, callback_appid(settings))
-            if settings.oa_aes_key and app.ctx.callback_token else None)
-        app.ctx.qr = QrLogin(settings, node, make_qr_store(app.ctx.engines.redis, settings.redis_prefix),
-                             oa)
-        app.ctx.push_port = PushPort(settings, app.ctx.pushes)
-        await app.ctx.push_port.start()
-
-    @app.before_server_stop
-    async def stop_push(app: Sanic) -> None:
-        await app.ctx.push_port.stop()
-
-    @app.after_server_stop
-    async def stop_qr(app: Sanic) -> None:
-        await app.ctx.qr.stop()
-        if app.ctx.oa is not None and app.ctx.oa is not app.ctx.wechat:
-            await app.ctx.oa.aclose()

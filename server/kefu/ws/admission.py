@@ -17,6 +17,7 @@ import resource
 from sanic import Request, Sanic
 
 from kefu.config import Settings
+from kefu.context import ctx
 from kefu.core.admission import Slot, SocketCaps, cap_for_descriptors
 
 log = logging.getLogger(__name__)
@@ -67,14 +68,10 @@ def release(request: Request) -> None:
 
 
 def install(app: Sanic, settings: Settings) -> None:
-    @app.before_server_start
-    async def socket_caps(app: Sanic) -> None:
-        app.ctx.socket_caps = make_caps(settings)
-
     @app.on_request
     async def admit_socket(request: Request) -> None:
         qr = SOCKET_PATHS.get(request.path)
         if qr is None:
             return
-        caps: SocketCaps = request.app.ctx.socket_caps
+        caps: SocketCaps = ctx(request).socket_caps
         hold(request, caps.admit(request.client_ip, qr))  # RateLimited → 429 + Retry-After

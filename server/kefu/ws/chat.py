@@ -9,6 +9,7 @@ import uuid
 from sanic import Request, Websocket
 
 from kefu.auth import request_token
+from kefu.context import ctx
 from kefu.core.session import Session
 from kefu.errors import Close, translate
 from kefu.hub import Conn
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 
 @socket_edge
 async def chat_socket(request: Request, ws: Websocket) -> None:
-    node: Node = request.app.ctx.node
+    node: Node = ctx(request).node
     token = request_token(request)
     if not token:
         await ws.close(Close.UNAUTHORIZED, "token required")

@@ -25,6 +25,7 @@ from sanic.exceptions import WebsocketClosed
 from websockets.exceptions import ConnectionClosed
 
 from kefu import metrics
+from kefu.context import ctx
 from kefu.core.session import Session
 from kefu.errors import Close, Internal, translate
 from kefu.hub import Conn
@@ -73,8 +74,8 @@ async def serve(request: Request, ws: Websocket, session: Session, handle: Handl
                 opened: Callable[[Conn], None] | None = None) -> None:
     """Serve one socket until the peer goes. `opened` runs once the socket is on the hub (to
     spawn its timers on the `Conn`)."""
-    node: Node = request.app.ctx.node
-    settings = request.app.ctx.settings
+    node: Node = ctx(request).node
+    settings = ctx(request).settings
     protocol = request.protocol
     conn = Conn(session, ws.send, ws.close, settings.send_queue_bytes, settings.send_queue,
                 last_received=(lambda: getattr(protocol, "last_received", 0.0)))

@@ -25,6 +25,7 @@ import uuid
 from sanic import Request, Websocket
 
 from kefu.config import Settings
+from kefu.context import ctx
 from kefu.core.page import Bind, Ignored, PageFrame, PageSession, SeedBind, TokenBind
 from kefu.core.push import group_channel
 from kefu.errors import BadTicket, Close
@@ -43,10 +44,10 @@ def page_socket(bare_text: bool) -> SocketHandler:
 
     @socket_edge
     async def page(request: Request, ws: Websocket) -> None:
-        node: Node = request.app.ctx.node
-        qr: QrLogin = request.app.ctx.qr
-        pushes: PushService = request.app.ctx.pushes
-        settings: Settings = request.app.ctx.settings
+        node: Node = ctx(request).node
+        qr: QrLogin = ctx(request).qr
+        pushes: PushService = ctx(request).pushes
+        settings: Settings = ctx(request).settings
         session = PageSession(uuid.uuid4().hex, request.args.get("v") == "2", node.limits,
                               time.monotonic(), bare_text=bare_text)
         changing = asyncio.Lock()  # one bind or group change of this socket at a time

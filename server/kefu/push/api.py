@@ -4,13 +4,13 @@ user (openid), and use the rest of the push vocabulary (`"kefu": "join" | "leave
 
 from __future__ import annotations
 
-import hmac
 import logging
 
 from sanic import Blueprint, Request, json
 from sanic.response import HTTPResponse
 
-from kefu.errors import Unauthorized, Unavailable
+from kefu.auth import check_api_key
+from kefu.context import ctx
 from kefu.http.body import json_body
 from kefu.push.commands import parse_command
 from kefu.push.service import PushService
@@ -19,18 +19,9 @@ log = logging.getLogger(__name__)
 push_api = Blueprint("push_api")
 
 
-def check_api_key(request: Request) -> None:
-    expected: str = request.app.ctx.settings.api_key
-    if not expected:
-        raise Unavailable("push API disabled: set KEFU_API_KEY")
-    given = request.headers.get("x-api-key", "")
-    if not hmac.compare_digest(given.encode(), expected.encode()):
-        raise Unauthorized("missing or wrong X-Api-Key")
-
-
 @push_api.post("/api/push")
 async def push(request: Request) -> HTTPResponse:
-    check_api_key(request)
+    check_api_key(request, "push API")
     cmd = parse_command(json_body(request), ticket_required=False)
-    pushes: PushService = request.app.ctx.pushes
+    pushes: PushService = ctx(request).pushes
     return json((await pushes.run(cmd)).body)
