@@ -8,12 +8,12 @@ from __future__ import annotations
 import time
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from kefu.cs.window import Window
 from kefu.store.retry import in_transaction
 from kefu.store.schema import cs_windows, subscribe_consents
+from kefu.store.upsert import proposed, upsert
 
 W = cs_windows
 C = subscribe_consents
@@ -28,15 +28,6 @@ class CsStore:
         self.engine = engine
         self.dialect = engine.dialect.name
 
-    def _upsert(self, table: sa.TableClause, row: dict, keys: list[str], update: dict) -> sa.Insert:
-        if self.dialect == "mysql":
-            my = mysql.insert(table).values(row)
-            return my.on_duplicate_key_update({k: (v(my.inserted) if callable(v) else v)
-                                               for k, v in update.items()})
-        lite = sqlite.insert(table).values(row)
-        return lite.on_conflict_do_update(index_elements=keys, set_={
-            k: (v(lite.excluded) if callable(v) else v) for k, v in update.items()})
-
     # ---- windows -----------------------------------------------------------------------------
 
     async def window(self, openid: str) -> Window | None:
@@ -50,7 +41,7 @@ class CsStore:
     async def put_window(self, w: Window) -> None:
         row = {"openid": w.openid, "opened_at": w.opened_at, "expires_at": w.expires_at, "quota": w.quota,
                "used": w.used, "last_action_at": w.last_action_at, "updated_at": now_ms()}
-        stmt = self._upsert(W, row, ["openid"], {k: (lambda ins, k=k: ins[k]) for k in row if k != "openid"})
+        stmt = upsert(self.dialect, W, row, ["openid"], {k: proposed(k) for k in row if k != "openid"})
 
         async def run(c: AsyncConnection) -> None:
             await c.execute(stmt)
@@ -81,8 +72,8 @@ class CsStore:
 
     async def grant(self, openid: str, template_id: str, n: int = 1) -> int:
         row = {"openid": openid, "template_id": template_id, "granted": n, "updated_at": now_ms()}
-        stmt = self._upsert(C, row, ["openid", "template_id"],
-                            {"granted": C.c.granted + n, "updated_at": row["updated_at"]})
+        stmt = upsert(self.dialect, C, row, ["openid", "template_id"],
+                      {"granted": C.c.granted + n, "updated_at": row["updated_at"]})
 
         async def run(c: AsyncConnection) -> None:
             await c.execute(stmt)

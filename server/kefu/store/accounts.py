@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from kefu.errors import RateLimited
 from kefu.protocol import Identity
 from kefu.store.retry import in_transaction
 from kefu.store.schema import agents, users
+from kefu.store.upsert import kept_unless_null, proposed, upsert
 
 _hasher = PasswordHasher()
 # Verifying against a real hash when the name is unknown keeps login timing from revealing names.
@@ -165,17 +165,8 @@ class AccountStore:
         One upsert statement, so concurrent first logins cannot deadlock each other."""
         now = int(time.time())
         row = {"openid": openid, "unionid": unionid, "created_at": now, "last_login_at": now}
-        stmt: sa.Insert
-        if self.engine.dialect.name == "mysql":
-            my = mysql.insert(users).values(row)
-            stmt = my.on_duplicate_key_update(
-                last_login_at=my.inserted.last_login_at,
-                unionid=sa.func.coalesce(my.inserted.unionid, users.c.unionid))
-        else:
-            lite = sqlite.insert(users).values(row)
-            stmt = lite.on_conflict_do_update(index_elements=["openid"], set_={
-                "last_login_at": lite.excluded.last_login_at,
-                "unionid": sa.func.coalesce(lite.excluded.unionid, users.c.unionid)})
+        stmt = upsert(self.engine.dialect.name, users, row, ["openid"], {
+            "last_login_at": proposed("last_login_at"), "unionid": kept_unless_null(users, "unionid")})
 
         async def run(conn: AsyncConnection) -> None:
             await conn.execute(stmt)

@@ -14,13 +14,13 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from kefu import jsonio, metrics
 from kefu.protocol import USER_KINDS, Message, Role
 from kefu.store.retry import in_transaction
 from kefu.store.schema import conversations, messages, meta
+from kefu.store.upsert import larger, upsert
 
 log = logging.getLogger(__name__)
 READ_COLUMN = {"agent": conversations.c.agent_read_upto, "user": conversations.c.user_read_upto}
@@ -65,15 +65,9 @@ class MessageStore:
 
     def _upsert(self, table: sa.TableClause, values: list[dict], key: str,
                 greatest: Sequence[str]) -> sa.Insert:
-        """INSERT … ON CONFLICT keeping the larger value of each `greatest` column: one statement,
-        so concurrent writers cannot interleave a read and a write (no gap-lock deadlocks)."""
-        if self.dialect == "mysql":
-            my = mysql.insert(table).values(values)
-            return my.on_duplicate_key_update(
-                {c: sa.func.greatest(table.c[c], my.inserted[c]) for c in greatest})
-        lite = sqlite.insert(table).values(values)
-        return lite.on_conflict_do_update(
-            index_elements=[key], set_={c: sa.func.max(table.c[c], lite.excluded[c]) for c in greatest})
+        """INSERT … ON CONFLICT keeping the larger value of each `greatest` column."""
+        return upsert(self.dialect, table, values, [key],
+                      {c: larger(self.dialect, table, c) for c in greatest})
 
     # ---- writes --------------------------------------------------------------------------------
 

@@ -11,13 +11,13 @@ import time
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from kefu import jsonio
 from kefu.store.binary import binary
 from kefu.store.retry import in_transaction
 from kefu.store.schema import avatars, profiles
+from kefu.store.upsert import proposed, upsert
 
 BACKEND_FIELDS = ("name", "avatar", "phone", "tags", "attrs")
 USER_FIELDS = ("nickname", "user_avatar")
@@ -47,14 +47,8 @@ class ProfileStore:
                   for k, v in fields.items()}
         values["updated_at"] = int(time.time() * 1000)
         row = {"openid": openid, **values}
-        stmt: sa.Insert
-        if self.engine.dialect.name == "mysql":
-            my = mysql.insert(profiles).values(row)
-            stmt = my.on_duplicate_key_update({k: my.inserted[k] for k in values})
-        else:
-            lite = sqlite.insert(profiles).values(row)
-            stmt = lite.on_conflict_do_update(index_elements=["openid"],
-                                              set_={k: lite.excluded[k] for k in values})
+        stmt = upsert(self.engine.dialect.name, profiles, row, ["openid"],
+                      {k: proposed(k) for k in values})
 
         async def run(c: AsyncConnection) -> None:
             await c.execute(stmt)
