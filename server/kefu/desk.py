@@ -16,11 +16,12 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from kefu.background import Background
 from kefu.broker.base import Broker
 from kefu.core.routing import DESK, desk_envelope
 from kefu.core.session import Accepted
 from kefu.core.team import Team, conversation_frame, presence_frame
-from kefu.errors import BadRequest, Conflict, NotAssignee, NotFound, Taken, is_infrastructure
+from kefu.errors import BadRequest, Conflict, NotAssignee, NotFound, Taken
 from kefu.journal.base import draft
 from kefu.protocol import ChangeStatus, Identity, Message, agent_channel
 from kefu.store.desk import AgentSlot, DeskStore
@@ -64,7 +65,7 @@ class Desk:
         self.auto_assign = auto_assign
         self.team = Team()
         self._lock = asyncio.Lock()  # this node assigns one conversation at a time
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.background = Background(log, "desk")
 
     async def start(self) -> None:
         await self.broker.subscribe(DESK)
@@ -74,22 +75,8 @@ class Desk:
         """Reload the cache (at start, and after the broker lost envelopes)."""
         self.team.load(await self.store.assigned(), {})
 
-    def spawn(self, work: Awaitable[object], what: str) -> None:
-        async def run() -> None:
-            try:
-                await work
-            except Exception as e:  # a background task's last resort
-                if is_infrastructure(e):  # the next message or the next drain tries again
-                    log.warning("desk: %s failed: %s", what, e)
-                else:
-                    log.exception("desk: %s failed", what)
-        task = asyncio.create_task(run())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     async def stop(self) -> None:
-        for t in list(self._tasks):
-            t.cancel()
+        await self.background.stop(grace=0)
 
     # ---- presence ------------------------------------------------------------------------------
 
@@ -189,7 +176,7 @@ class Desk:
         if not await self.store.reopen(openid):
             raise Conflict("only a resolved conversation can be reopened", cmid=req.cmid)
         frame = await self._changed(openid, "open", None, "reopened", me)
-        self.spawn(self._assign_waiting(openid), "assigning a reopened conversation")
+        self.background.spawn(self._assign_waiting(openid), "assigning a reopened conversation")
         return frame
 
     async def on_user_message(self, openid: str) -> None:

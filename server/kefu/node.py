@@ -105,7 +105,7 @@ class Node:
 
     def _on_gap(self) -> None:
         self.hub.on_gap()
-        self.desk.spawn(self.desk.refresh(), "reloading assignments after a broker gap")
+        self.desk.background.spawn(self.desk.refresh(), "reloading assignments after a broker gap")
 
     async def close_sockets(self) -> None:
         """First half of a drain: tell every socket we are going away."""
@@ -147,7 +147,7 @@ class Node:
         if not result.dup:
             metrics.MESSAGES_ACCEPTED.labels(who.role).inc()
             if who.role == "user":
-                self.desk.spawn(self.desk.on_user_message(req.openid), "assigning a conversation")
+                self.desk.background.spawn(self.desk.on_user_message(req.openid), "assigning a conversation")
             elif self.on_reply is not None:
                 self.on_reply(result)
         return result
@@ -159,7 +159,8 @@ class Node:
         if not result.dup:
             metrics.MESSAGES_ACCEPTED.labels("user").inc()
             if entry.for_user:
-                self.desk.spawn(self.desk.on_user_message(entry.openid), "assigning a conversation")
+                self.desk.background.spawn(self.desk.on_user_message(entry.openid),
+                                           "assigning a conversation")
         return result
 
     async def note(self, who: Identity, req: Note, origin: str = "") -> Accepted:

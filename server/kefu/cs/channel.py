@@ -16,12 +16,12 @@ is dropped silently. Agents' typing is forwarded while the user was active in th
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import time
 from typing import Any
 
+from kefu.background import Background
 from kefu.core.routing import DESK, desk_envelope
 from kefu.core.session import Accepted
 from kefu.cs import window as rules
@@ -62,26 +62,11 @@ class CsChannel:
         self.template_page = template_page
         self.template_spec = template_data
         self.template_state = template_state
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.background = Background(log, "customer-service channel")
         self._typing_at: dict[str, float] = {}
 
-    def spawn(self, work: Any, what: str) -> None:
-        async def run() -> None:
-            try:
-                await work
-            except Exception:
-                log.exception("customer-service channel: %s failed", what)
-        task = asyncio.create_task(run())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     async def stop(self, grace: float = 5.0) -> None:
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=grace)
-        for t in list(self._tasks):
-            t.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        await self.background.stop(grace)
 
     # ---- in: pushes --------------------------------------------------------------------------
 
@@ -99,7 +84,7 @@ class CsChannel:
             return
         if push.msg_type in ("image", "miniprogrampage"):
             if first:  # nothing awaited before: a failure here could not be retried by WeChat
-                self.spawn(self._with_media(push), "storing a picture from WeChat")
+                self.background.spawn(self._with_media(push), "storing a picture from WeChat")
             return
         if push.msg_type == "text":
             draft = self._draft(push, "text", push.content or "", {})
@@ -170,7 +155,7 @@ class CsChannel:
     def on_reply(self, result: Accepted) -> None:
         m = result.message
         if not result.delivered and m.for_user and m.sender == "agent":
-            self.spawn(self.forward(m), "forwarding a reply")
+            self.background.spawn(self.forward(m), "forwarding a reply")
 
     async def forward(self, m: Message) -> None:
         """Deliver `m` by customer-service message, else by subscribe message; record the outcome."""
@@ -258,7 +243,7 @@ class CsChannel:
         self._typing_at[openid] = time.monotonic()
         if len(self._typing_at) > 10_000:
             self._typing_at.clear()
-        self.spawn(self._typing(openid), "forwarding typing")
+        self.background.spawn(self._typing(openid), "forwarding typing")
 
     async def _typing(self, openid: str) -> None:
         if await self.node.is_online("user", openid):

@@ -9,13 +9,13 @@ user token and pushes `{"ticket", "expire_seconds", "uid", "token"}` to the page
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import logging
 import secrets
 from dataclasses import dataclass
 
+from kefu.background import Background
 from kefu.config import Settings
 from kefu.core.push import page_ticket_channel
 from kefu.node import Node
@@ -59,7 +59,7 @@ class QrLogin:
         self.node = node
         self.store = store
         self.oa = oa
-        self._tasks: set[asyncio.Task] = set()
+        self.background = Background(log, "QR login")
 
     # ---- the page side ---------------------------------------------------------------------
 
@@ -101,18 +101,10 @@ class QrLogin:
                      event.scene)
             return False
         if event.is_qr_scan:
-            task = asyncio.create_task(self._login(event))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self.background.spawn(self.login(event), "logging a scan in")
         else:
             log.debug("callback event %s/%s: nothing to do", event.msg_type, event.event)
         return True
-
-    async def _login(self, event: CallbackEvent) -> None:
-        try:
-            await self.login(event)
-        except Exception:
-            log.exception("QR login failed")
 
     async def login(self, event: CallbackEvent) -> bool:
         """Log the scanner in and push the token to the page. True when a page received it."""
@@ -154,9 +146,4 @@ class QrLogin:
 
     async def stop(self, grace: float = 5.0) -> None:
         """Let logins under way finish (a drain), then cut what is left."""
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=grace)
-        for t in list(self._tasks):
-            t.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        await self.background.stop(grace)

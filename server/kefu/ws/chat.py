@@ -70,7 +70,7 @@ async def chat_socket(request: Request, ws: Websocket) -> None:
         await serve(request, ws, session, handle)
     finally:
         if who.role == "agent" and session.desk:
-            node.desk.spawn(node.desk.left(who), "announcing an agent offline")
+            node.desk.background.spawn(node.desk.left(who), "announcing an agent offline")
 
 
 async def _accept(node: Node, conn: Conn, req: SendMessage | Note) -> None:
@@ -89,4 +89,4 @@ async def _desk_request(node: Node, conn: Conn, req: ClientFrame) -> None:
         await node.desk.set_presence(who, req.status)
     elif isinstance(req, JoinDesk):
         conn.send_frame({"cmd": "desk", "all": conn.session.watch_all, "agents": await node.desk.roster()})
-        node.desk.spawn(node.desk.announce(who), "announcing an agent")
+        node.desk.background.spawn(node.desk.announce(who), "announcing an agent")
