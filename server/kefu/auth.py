@@ -44,3 +44,8 @@ async def authenticated(request: Request, role: str | None = None,
     if role is not None and who.role != role:
         raise Forbidden(f"only a {role} may do this")
     return token, who
+
+
+async def identity(request: Request, role: str | None = None, admin: bool = False) -> Identity:
+    """`authenticated` for handlers that need only who is asking."""
+    return (await authenticated(request, role, admin))[1]

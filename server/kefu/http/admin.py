@@ -16,7 +16,7 @@ from sanic import Blueprint, Request, json
 from sanic.response import HTTPResponse
 
 from kefu.agents import AgentAdmin
-from kefu.auth import authenticated
+from kefu.auth import identity
 from kefu.context import ctx
 from kefu.errors import BadRequest, Conflict
 from kefu.http.body import json_body
@@ -42,7 +42,7 @@ async def _with_desk(request: Request, account: dict[str, Any]) -> dict[str, Any
 
 
 async def _admin(request: Request) -> Identity:
-    return (await authenticated(request, admin=True))[1]
+    return await identity(request, admin=True)
 
 
 def _flag(body: dict[str, Any], name: str) -> bool | None:

@@ -10,7 +10,7 @@ from typing import Any
 from sanic import Blueprint, Request, json
 from sanic.response import HTTPResponse, raw
 
-from kefu.auth import authenticated, check_api_key
+from kefu.auth import check_api_key, identity
 from kefu.context import ctx
 from kefu.core.routing import DESK, desk_envelope
 from kefu.errors import BadRequest, Conflict, Forbidden, NotFound, TooLarge
@@ -41,10 +41,6 @@ def _canned(request: Request) -> CannedStore:
     return CannedStore(_node(request).messages.engine)
 
 
-async def _who(request: Request, role: str | None = None) -> Identity:
-    return (await authenticated(request, role))[1]
-
-
 def _openid(openid: str) -> str:
     if not is_openid(openid):
         raise BadRequest("bad openid")
@@ -55,7 +51,7 @@ def _openid(openid: str) -> str:
 
 @desk_api.get("/desk/conversations")
 async def conversations(request: Request) -> HTTPResponse:
-    who = await _who(request, "agent")
+    who = await identity(request, "agent")
     view = request.args.get("view", "mine")
     if view not in VIEWS:
         raise BadRequest(f"view must be one of {', '.join(VIEWS)}")
@@ -73,20 +69,20 @@ async def conversations(request: Request) -> HTTPResponse:
 
 @desk_api.get("/desk/counts")
 async def counts(request: Request) -> HTTPResponse:
-    who = await _who(request, "agent")
+    who = await identity(request, "agent")
     return json({"counts": await _node(request).desk.store.counts(who.agent_id)})
 
 
 @desk_api.get("/desk/agents")
 async def agents(request: Request) -> HTTPResponse:
-    await _who(request, "agent")
+    await identity(request, "agent")
     return json({"agents": await _node(request).desk.roster()})
 
 
 @desk_api.get("/customers/<openid:str>")
 async def customer(request: Request, openid: str) -> HTTPResponse:
     """The side panel: profile, status and holder, and the conversation's earlier episodes."""
-    await _who(request, "agent")
+    await identity(request, "agent")
     openid = _openid(openid)
     node = _node(request)
     st = await node.desk.store.state(openid)
@@ -162,7 +158,7 @@ async def get_profile(request: Request, openid: str) -> HTTPResponse:
 async def set_my_profile(request: Request) -> HTTPResponse:
     """The mini-program user's nickname (from `<input type="nickname">`); the avatar is uploaded
     separately (`POST /api/me/avatar`)."""
-    who = await _who(request, "user")
+    who = await identity(request, "user")
     body = json_body(request)
     if set(body) - {"nickname"} or not body:
         raise BadRequest('body must be {"nickname": "…"}')
@@ -176,7 +172,7 @@ async def set_my_profile(request: Request) -> HTTPResponse:
 async def set_my_avatar(request: Request) -> HTTPResponse:
     """The avatar the user chose with `<button open-type="chooseAvatar">`, uploaded with
     wx.uploadFile (multipart, field `file`) or as the raw image body."""
-    who = await _who(request, "user")
+    who = await identity(request, "user")
     assert who.openid is not None
     upload = request.files.get("file") if request.files else None
     data = upload.body if upload else (request.body or b"")
@@ -226,7 +222,7 @@ def _canned_fields(body: dict[str, Any], partial: bool) -> dict[str, str]:
 
 
 async def _admin(request: Request) -> Identity:
-    who = await _who(request, "agent")
+    who = await identity(request, "agent")
     if not who.admin:
         raise Forbidden("only admins manage canned replies")
     return who
@@ -234,7 +230,7 @@ async def _admin(request: Request) -> Identity:
 
 @desk_api.get("/canned")
 async def list_canned(request: Request) -> HTTPResponse:
-    await _who(request, "agent")
+    await identity(request, "agent")
     return json({"canned": await _canned(request).all()})
 
 

@@ -14,13 +14,12 @@ from typing import Any
 from sanic import Blueprint, Request, json
 from sanic.response import HTTPResponse, raw
 
-from kefu.auth import request_token
+from kefu.auth import identity
 from kefu.context import ctx
-from kefu.errors import BadRequest, TooLarge, Unauthorized
+from kefu.errors import BadRequest, TooLarge
 from kefu.http.body import json_body
 from kefu.media.service import Media
-from kefu.node import Node
-from kefu.protocol import Identity, is_openid
+from kefu.protocol import is_openid
 
 media_api = Blueprint("media")
 MULTIPART_ROOM = 64 * 1024  # boundaries, headers and other form fields around the picture
@@ -30,17 +29,6 @@ SIGN_MAX = 100
 def _media(request: Request) -> Media:
     media: Media = ctx(request).media
     return media
-
-
-async def _who(request: Request) -> Identity:
-    token = request_token(request)
-    if not token:
-        raise Unauthorized("token required")
-    node: Node = ctx(request).node
-    who = await node.identify(token)
-    if who is None:
-        raise Unauthorized("invalid token")
-    return who
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -71,7 +59,7 @@ def _picture(request: Request, body: bytes) -> bytes:
 
 @media_api.post("/api/media", stream=True)
 async def upload(request: Request) -> HTTPResponse:
-    who = await _who(request)
+    who = await identity(request)
     if who.role == "user":
         assert who.openid is not None
         openid = who.openid
@@ -87,7 +75,7 @@ async def upload(request: Request) -> HTTPResponse:
 
 @media_api.post("/api/media/sign")
 async def sign(request: Request) -> HTTPResponse:
-    who = await _who(request)
+    who = await identity(request)
     ids = json_body(request).get("ids")
     if (not isinstance(ids, list) or not 1 <= len(ids) <= SIGN_MAX
             or not all(isinstance(i, str) for i in ids)):
