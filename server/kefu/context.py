@@ -18,16 +18,15 @@ if TYPE_CHECKING:  # only for the annotations: the parts are made by lifecycle.p
     from kefu.core.admission import SocketCaps
     from kefu.cs.channel import CsChannel
     from kefu.engines import Engines
+    from kefu.http.wechat_guard import Gate
     from kefu.media.service import Media
     from kefu.node import Node
     from kefu.push.port import PushPort
     from kefu.push.service import PushService
     from kefu.qr.login import QrLogin
-    from kefu.qr.store import QrStore
     from kefu.store.login_throttle import LoginThrottle
     from kefu.store.qr_quota import QrQuota
     from kefu.wechat.client import WeChatProvider
-    from kefu.wechat.crypto import WeChatCrypto
 
 
 @dataclass(eq=False)
@@ -43,13 +42,10 @@ class Context:
     login_throttle: LoginThrottle = field(init=False)
     qr_quota: QrQuota = field(init=False)
     cs: CsChannel = field(init=False)  # WeChat's customer-service channel
-    push_token: str = field(init=False)  # the mini-program message push's token
-    push_crypto: WeChatCrypto | None = field(init=False)
-    cs_marks: QrStore = field(init=False)  # its dedupe and nonce marks
+    mp_gate: Gate = field(init=False)  # what admits the mini-program's message push
     pushes: PushService = field(init=False)
     oa: WeChatProvider | None = field(init=False)  # the Official Account (QR login)
-    callback_token: str = field(init=False)
-    callback_crypto: WeChatCrypto | None = field(init=False)
+    callback_gate: Gate = field(init=False)  # what admits the Official Account's callback
     qr: QrLogin = field(init=False)
     push_port: PushPort = field(init=False)
     recheck: asyncio.Task[None] | None = field(init=False, default=None)

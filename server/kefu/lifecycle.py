@@ -16,9 +16,11 @@ from sanic import Sanic
 
 from kefu import engines, metrics_server, migrate
 from kefu.agent_recheck import recheck_forever
+from kefu.config import Settings
 from kefu.context import Context
 from kefu.cs.channel import CsChannel
 from kefu.cs.store import CsStore
+from kefu.http.wechat_guard import CallbackMarks, Gate
 from kefu.media.service import Media
 from kefu.preflight import database_label, redis_label
 from kefu.push.counts import GroupCounts, LocalCounts, RedisCounts
@@ -48,6 +50,13 @@ SEED_WARNING = (
     "id gets its pushes. Acceptable only while the ids are random and short-lived (docs/push.md)")
 
 
+def gate(s: Settings, name: str, token: str, aes_key: str, appid: str, allow_plain: bool,
+         marks: CallbackMarks, token_setting: str, key_setting: str) -> Gate:
+    """What admits WeChat's requests at one URL; safe mode is possible only with a token and key."""
+    crypto = WeChatCrypto(token, aes_key, appid) if aes_key and token else None
+    return Gate(name, token, crypto, allow_plain, s.callback_window, marks, token_setting, key_setting)
+
+
 async def start(self: Context) -> None:
     """Make every part in dependency order; a part is made only after those it uses."""
     s = self.settings
@@ -72,10 +81,9 @@ async def start(self: Context) -> None:
     self.qr_quota = make_qr_quota(redis, s.redis_prefix, QrQuotaPolicy(
         s.qrcode_per_minute, s.qrcode_live_per_ip, float(s.qr_expire_seconds)))
     # 3. WeChat's customer-service channel hooks the node's replies and typing
-    self.push_token = push_token(s)
-    self.push_crypto = (WeChatCrypto(self.push_token, s.mp_aes_key, push_appid(s))
-                        if s.mp_aes_key and self.push_token else None)
-    self.cs_marks = make_qr_store(redis, s.redis_prefix + "mp:")  # apart from the OA callback's
+    self.mp_gate = gate(s, "message push", push_token(s), s.mp_aes_key, push_appid(s), s.mp_allow_plain,
+                        make_qr_store(redis, s.redis_prefix + "mp:"),  # apart from the callback's
+                        "KEFU_MP_TOKEN", "KEFU_MP_AES_KEY")
     self.cs = CsChannel(node=self.node, store=CsStore(self.engines.db), wechat=self.wechat,
                         media=self.media, template_id=s.subscribe_template_id,
                         template_page=s.subscribe_page, template_data=s.subscribe_data,
@@ -95,10 +103,9 @@ async def start(self: Context) -> None:
         log.info("token binds are off: set KEFU_PUSH_BIND_SECRET so that pages can bind with "
                  "tokens from your backend (docs/push.md)")
     self.oa = make_oa_provider(s, self.wechat)
-    self.callback_token = callback_token(s)
-    self.callback_crypto = (WeChatCrypto(self.callback_token, s.oa_aes_key, callback_appid(s))
-                            if s.oa_aes_key and self.callback_token else None)
     self.qr = QrLogin(s, self.node, make_qr_store(redis, s.redis_prefix), self.oa)
+    self.callback_gate = gate(s, "callback", callback_token(s), s.oa_aes_key, callback_appid(s),
+                              s.oa_allow_plain, self.qr.store, "KEFU_OA_TOKEN", "KEFU_OA_AES_KEY")
     # 5. the edges that are not Sanic's: the TCP push port, the agent re-check
     self.push_port = PushPort(s, self.pushes)
     await self.push_port.start()

@@ -17,12 +17,22 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from typing import Protocol
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
+from sanic import Request, text
 from sanic.request import RequestParameters
+from sanic.response import HTTPResponse
 
 from kefu.errors import BadRequest, Forbidden, KefuError, Unavailable
 from kefu.wechat.callback import check_signature, is_fresh, nonce_ok
+from kefu.wechat.crypto import WeChatCrypto
+from kefu.wechat.errors import CallbackError, InvalidSignatureError
+
+T = TypeVar("T")
+# Opens a safe-mode body: (body, crypto, msg_signature, timestamp, nonce) → the plaintext.
+Unwrap = Callable[[bytes, WeChatCrypto, str | None, str | None, str | None], bytes]
 
 log = logging.getLogger(__name__)
 
@@ -94,3 +104,49 @@ async def first_use(marks: CallbackMarks, args: RequestParameters, what: bytes, 
     if not first:
         log.warning("a WeChat push replaying an earlier timestamp + nonce with another body refused")
         raise ReplayedCallback("this timestamp and nonce were already used")
+
+
+@dataclass(frozen=True)
+class Gate:
+    """One URL WeChat pushes to, with what admits a request there (the four steps above)."""
+
+    name: str  # for the log: "callback", "message push"
+    token: str
+    crypto: WeChatCrypto | None
+    allow_plain: bool
+    window: int
+    marks: CallbackMarks
+    token_setting: str
+    key_setting: str
+
+    async def verify_url(self, request: Request) -> HTTPResponse:
+        """The console's URL check: a signed GET whose `echostr` is echoed."""
+        check_signed(request.args, self.token, self.window, self.token_setting)
+        echostr = request.args.get("echostr")
+        if echostr is None:
+            raise BadRequest("echostr missing")
+        await first_use(self.marks, request.args, b"GET\n" + echostr.encode("utf-8", "surrogatepass"),
+                        self.window)
+        return text(echostr)
+
+    async def open(self, request: Request, unwrap: Unwrap, parse: Callable[[bytes], T]) -> T:
+        """A signed, fresh, first-used POST body, decrypted when in safe mode, parsed."""
+        a = request.args
+        check_signed(a, self.token, self.window, self.token_setting)
+        encrypted = check_encrypted(a, self.crypto is not None, self.allow_plain, self.key_setting)
+        try:
+            plain = request.body
+            if encrypted:
+                assert self.crypto is not None
+                plain = unwrap(request.body, self.crypto, a.get("msg_signature"), a.get("timestamp"),
+                               a.get("nonce"))
+            parsed = parse(plain)
+        except InvalidSignatureError as e:
+            log.warning("%s with a bad msg_signature refused: %s", self.name, e)
+            raise Forbidden("invalid msg_signature") from None
+        except CallbackError as e:
+            log.warning("malformed %s: %s", self.name, e)
+            raise BadRequest(str(e)) from None
+        await first_use(self.marks, a, b"POST\n" + request.body, self.window)
+        return parsed
+

@@ -15,16 +15,12 @@ import logging
 from sanic import Blueprint, Request, json, text
 from sanic.response import HTTPResponse
 
-from kefu.auth import request_token
+from kefu.auth import identity
 from kefu.context import ctx
 from kefu.cs.channel import CsChannel
-from kefu.errors import BadRequest, Forbidden, Unauthorized, Unavailable
+from kefu.errors import BadRequest, Forbidden, Unavailable
 from kefu.http.body import json_body
-from kefu.http.wechat_guard import CallbackMarks, check_encrypted, check_signed, first_use
-from kefu.node import Node
-from kefu.protocol import Identity, is_openid
-from kefu.wechat.crypto import WeChatCrypto
-from kefu.wechat.errors import CallbackError, InvalidSignatureError
+from kefu.protocol import is_openid
 from kefu.wechat.mp_push import open_envelope, parse_push
 
 log = logging.getLogger(__name__)
@@ -37,49 +33,16 @@ def _channel(request: Request) -> CsChannel:
     return channel
 
 
-def _marks(request: Request) -> CallbackMarks:
-    marks: CallbackMarks = ctx(request).cs_marks
-    return marks
-
-
-def _signed(request: Request) -> None:
-    check_signed(request.args, ctx(request).push_token, ctx(request).settings.callback_window,
-                 "KEFU_MP_TOKEN")
-
-
 @mp_bp.get("/wechat/mp")
 async def verify_url(request: Request) -> HTTPResponse:
-    _signed(request)
-    echostr = request.args.get("echostr")
-    if echostr is None:
-        raise BadRequest("echostr missing")
-    await first_use(_marks(request), request.args, b"GET\n" + echostr.encode("utf-8", "surrogatepass"),
-                    ctx(request).settings.callback_window)
-    return text(echostr)
+    return await ctx(request).mp_gate.verify_url(request)
 
 
 @mp_bp.post("/wechat/mp")
 async def receive(request: Request) -> HTTPResponse:
-    _signed(request)
-    a = request.args
-    crypto: WeChatCrypto | None = ctx(request).push_crypto
-    encrypted = check_encrypted(a, crypto is not None, ctx(request).settings.mp_allow_plain,
-                                "KEFU_MP_AES_KEY")
-    try:
-        plain = request.body
-        if encrypted:
-            assert crypto is not None
-            plain = open_envelope(request.body, crypto, a.get("msg_signature"), a.get("timestamp"),
-                                  a.get("nonce"))
-        push = parse_push(plain)
-    except InvalidSignatureError as e:
-        log.warning("message push with a bad msg_signature refused: %s", e)
-        raise Forbidden("invalid msg_signature") from None
-    except CallbackError as e:
-        log.warning("malformed message push: %s", e)
-        raise BadRequest(str(e)) from None
-    marks = _marks(request)
-    await first_use(marks, a, b"POST\n" + request.body, ctx(request).settings.callback_window)
+    gate = ctx(request).mp_gate
+    push = await gate.open(request, open_envelope, parse_push)
+    marks = gate.marks
     try:
         first = await marks.first_seen(push.dedupe_key, PUSH_DEDUPE_TTL)
     except Exception as e:  # the dedupe store is down: fail, so WeChat tries again
@@ -88,21 +51,10 @@ async def receive(request: Request) -> HTTPResponse:
     return text("success")
 
 
-async def _who(request: Request) -> Identity:
-    token = request_token(request)
-    if not token:
-        raise Unauthorized("token required")
-    node: Node = ctx(request).node
-    who = await node.identify(token)
-    if who is None:
-        raise Unauthorized("invalid token")
-    return who
-
-
 @mp_bp.get("/api/me/subscribe")
 async def my_subscribe(request: Request) -> HTTPResponse:
     """Which template the mini-program should ask for, and how many sends the user allowed."""
-    who = await _who(request)
+    who = await identity(request)
     if who.role != "user":
         raise Forbidden("only a mini-program user has subscribe consents")
     channel = _channel(request)
@@ -115,7 +67,7 @@ async def my_subscribe(request: Request) -> HTTPResponse:
 @mp_bp.post("/api/me/subscribe")
 async def record_subscribe(request: Request) -> HTTPResponse:
     """`wx.requestSubscribeMessage` said `accept` for the template: one more send allowed."""
-    who = await _who(request)
+    who = await identity(request)
     if who.role != "user":
         raise Forbidden("only a mini-program user has subscribe consents")
     body = json_body(request)
@@ -135,7 +87,7 @@ async def record_subscribe(request: Request) -> HTTPResponse:
 
 @mp_bp.get("/api/wechat/reach/<openid:str>")
 async def reach(request: Request, openid: str) -> HTTPResponse:
-    who = await _who(request)
+    who = await identity(request)
     if who.role != "agent":
         raise Forbidden("only agents see how a user can be reached")
     if not is_openid(openid):
