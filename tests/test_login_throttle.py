@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-from redis.asyncio import Redis
 
 from kefu.store.login_throttle import LocalLoginThrottle, RedisLoginThrottle, ThrottlePolicy
 from tests.support import services
+from tests.support.clock import Clock
 
 EPS = 1e-6
 POLICY = ThrottlePolicy(free_per_name=3, free_per_ip=6, window=60, delay=0.3, delay_max=1.2)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 @pytest.fixture(params=["local", "redis"])
@@ -30,13 +21,8 @@ async def throttle(request: pytest.FixtureRequest) -> AsyncIterator[tuple[object
         clock = Clock()
         yield LocalLoginThrottle(POLICY, clock=clock), clock
         return
-    prefix = f"kefutest:{uuid.uuid4().hex[:8]}:"
-    redis = Redis.from_url(services.REDIS_URL_BASE)
-    try:
+    async with services.redis_under_prefix() as (redis, prefix):
         yield RedisLoginThrottle(redis, prefix, POLICY), None
-    finally:
-        await redis.aclose()
-        services.drop_redis_prefix(prefix)
 
 
 async def _elapse(clock: Clock | None, seconds: float) -> None:

@@ -4,12 +4,10 @@ session's fan-out, the push vocabulary; and the group store against a real Redis
 from __future__ import annotations
 
 import time
-import uuid
 import warnings
 
 import jwt
 import pytest
-from redis.asyncio import Redis
 
 from kefu.core.page import Bind, Ignored, PageSession, SeedBind, TokenBind, parse_page_frame
 from kefu.core.push import MAX_GROUPS, PAGES, PushError, group_channel, page_push_envelope, uid_channel
@@ -126,9 +124,7 @@ def test_the_push_vocabulary():
 
 
 async def test_group_stores_remember_per_uid_with_a_limit():
-    redis = Redis.from_url(services.REDIS_URL_BASE)
-    prefix = f"kefutest:{uuid.uuid4().hex[:8]}:"
-    try:
+    async with services.redis_under_prefix() as (redis, prefix):
         for store in (MemoryGroups(max_uids=2), RedisGroups(redis, prefix)):
             await store.add("42", "news")
             await store.add("42", "news")
@@ -146,8 +142,3 @@ async def test_group_stores_remember_per_uid_with_a_limit():
         await memory.add("a", "g")
         with pytest.raises(KefuError):
             await memory.add("b", "g")  # the embedded store is bounded
-    finally:
-        keys = [k async for k in redis.scan_iter(prefix + "*")]
-        if keys:
-            await redis.delete(*keys)
-        await redis.aclose()

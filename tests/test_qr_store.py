@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-from redis.asyncio import Redis
 
 from kefu.core.page import Bind, PageSession, parse_page_frame
 from kefu.core.push import (
@@ -25,14 +23,7 @@ from kefu.protocol import Ping
 from kefu.push.port import decide
 from kefu.qr.store import LocalQrStore, QrRecord, RedisQrStore, StoreFull
 from tests.support import services
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
+from tests.support.clock import Clock
 
 
 @pytest.fixture(params=["local", "redis"])
@@ -41,13 +32,8 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[tuple[object, C
         clock = Clock()
         yield LocalQrStore(clock=clock), clock
         return
-    prefix = f"kefutest:{uuid.uuid4().hex[:8]}:"
-    redis = Redis.from_url(services.REDIS_URL_BASE)
-    try:
+    async with services.redis_under_prefix() as (redis, prefix):
         yield RedisQrStore(redis, prefix), None
-    finally:
-        await redis.aclose()
-        services.drop_redis_prefix(prefix)
 
 
 async def _elapse(clock: Clock | None, seconds: float) -> None:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import subprocess
 import time
 import uuid
+from collections.abc import AsyncIterator
 
 import pymysql
 import redis
+from redis.asyncio import Redis as AsyncRedis
 
 MYSQL_HOST = os.environ.get("KEFU_TEST_MYSQL_HOST", "127.0.0.1")
 MYSQL_PORT = int(os.environ.get("KEFU_TEST_MYSQL_PORT", "3306"))
@@ -41,6 +44,18 @@ def mysql_url(db: str, port: int = MYSQL_PORT) -> str:
 def new_redis_prefix() -> str:
     ensure_redis()
     return f"kefutest:{RUN_ID}:{uuid.uuid4().hex[:6]}:"
+
+
+@contextlib.asynccontextmanager
+async def redis_under_prefix() -> AsyncIterator[tuple[AsyncRedis, str]]:
+    """An asyncio client of the machine's Redis and a key prefix of its own, removed after."""
+    prefix = new_redis_prefix()
+    client = AsyncRedis.from_url(REDIS_URL_BASE)
+    try:
+        yield client, prefix
+    finally:
+        await client.aclose()
+        drop_redis_prefix(prefix)
 
 
 def drop_redis_prefix(prefix: str) -> None:
