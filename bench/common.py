@@ -72,8 +72,8 @@ def pct(values: list[float], p: float) -> float:
 
 
 # Every bench client comes from 127.0.0.1: lift the per-address caps (docs/security.md).
-BENCH_LIMITS = {"KEFU_MAX_SOCKETS_PER_IP": "100000", "KEFU_QRCODE_PER_MINUTE": "100000",
-                "KEFU_QRCODE_LIVE_PER_IP": "100000"}
+BENCH_LIMITS = {"KEFU_MAX_SOCKETS_PER_IP": "100000", "KEFU_MAX_QR_SOCKETS": "10000",
+                "KEFU_QRCODE_PER_MINUTE": "100000", "KEFU_QRCODE_LIVE_PER_IP": "100000"}
 
 
 class Recorder(Protocol):

@@ -118,6 +118,9 @@ class Settings(BaseSettings):
     qr_bind_timeout: float = Field(30.0, gt=0)
     request_timeout: float = Field(15.0, gt=0)  # the whole request head + body, from its first byte
     keep_alive_timeout: float = Field(75.0, gt=0)
+    # The listening socket's accept queue (Sanic's default is 100): a reconnect storm of thousands
+    # of sockets arrives within milliseconds. Linux caps it at net.core.somaxconn.
+    backlog: int = Field(4096, ge=1, le=65535)
     request_max_header_size: int = Field(8192, ge=1024, le=16384)
     qrcode_per_minute: int = Field(20, ge=1)  # GET /qrcode per client address
     qrcode_live_per_ip: int = Field(50, ge=1)  # unexpired QR codes per client address

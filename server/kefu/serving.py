@@ -140,7 +140,7 @@ def serve(settings: Settings) -> None:
     single = settings.workers == 1
     app.prepare(host=settings.host, port=settings.port, workers=settings.workers,
                 single_process=single, motd=False, access_log=settings.access_log,
-                protocol=KefuWebSocketProtocol)
+                protocol=KefuWebSocketProtocol, backlog=settings.backlog)
     log.info("starting %d worker(s) on %s", settings.workers, base_url(settings))
     try:
         if single:
