@@ -66,6 +66,7 @@ class Desk:
         self.team = Team()
         self._lock = asyncio.Lock()  # this node assigns one conversation at a time
         self.background = Background(log, "desk")
+        self._checking: dict[str, bool] = {}  # conversations being checked → a message came meanwhile
 
     async def start(self) -> None:
         await self.broker.subscribe(DESK)
@@ -180,9 +181,31 @@ class Desk:
         return frame
 
     async def on_user_message(self, openid: str) -> None:
-        """A user wrote: a resolved conversation reopens; a waiting one is assigned if anyone can."""
-        if self.team.holder(openid) is not None or self.team.still_waiting(openid):
-            return  # the fast paths: no database work while nothing can change
+        """A user wrote: a resolved conversation reopens; a waiting one is assigned if anyone can.
+
+        At most one check per conversation runs at a time: a message that arrives during it only
+        asks for one more round, so a busy conversation costs one check, not one per message
+        (each message's check would otherwise queue behind the assignment lock)."""
+        if self._settled(openid):
+            return
+        if openid in self._checking:
+            self._checking[openid] = True  # the running check goes round once more
+            return
+        self._checking[openid] = False
+        try:
+            while True:
+                await self._check(openid)
+                if not self._checking[openid] or self._settled(openid):
+                    return
+                self._checking[openid] = False
+        finally:
+            del self._checking[openid]
+
+    def _settled(self, openid: str) -> bool:
+        """The fast paths: no database work while nothing can change."""
+        return self.team.holder(openid) is not None or self.team.still_waiting(openid)
+
+    async def _check(self, openid: str) -> None:
         changes = self.team.changes
         st = await self.store.state(openid)
         prefer = None
