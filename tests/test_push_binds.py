@@ -5,6 +5,7 @@ and the TCP port, on one process and across two. docs/push.md is what these chec
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import httpx
@@ -117,6 +118,23 @@ async def test_signed_pages_get_pushes_to_their_uid_their_groups_and_everyone(de
 
 async def _assert_count(srv: KefuServer, group: str, n: int) -> None:
     assert count(srv, group) == n
+
+
+async def test_pipelined_commands_act_in_the_order_of_their_lines(deployment):
+    """Pushes of one connection run at once, but a join or leave is a barrier: a backend that
+    writes join, push, leave, push in one go gets ok, ok, ok, fail, and the page sees them in order."""
+    srv = deployment.server(**push_env())
+    p = await signed_page(srv, "9")
+    port = await PushClient.connect(push_port(srv))
+    lines = [{"kefu": "join", "uid": "9", "group": "flash"}, {"group": "flash", "n": 1},
+             {"uid": "9", "n": 2}, {"kefu": "count", "group": "flash"},
+             {"kefu": "leave", "uid": "9", "group": "flash"}, {"group": "flash", "n": 3}] * 3
+    await port.write(b"".join(json.dumps(x).encode() + b"\n" for x in lines))
+    replies = [await port.reply() for _ in lines]
+    assert replies == ["ok\n", "ok\n", "ok\n", '{"count":1}\n', "ok\n", "fail\n"] * 3
+    seen = [await p.recv() for _ in range(4 * 3)]
+    assert [f["data"]["n"] if f["cmd"] == "push" else f["cmd"] for f in seen] == ["joined", 1, 2, "left"] * 3
+    await port.close()
 
 
 @pytest.mark.parametrize("deployment", ["embedded"], indirect=True)

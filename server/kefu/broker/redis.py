@@ -5,6 +5,9 @@ count says how many nodes received an envelope. When the subscriber connection d
 reconnects and subscribes again; envelopes published meanwhile are gone, so once the subscriptions
 are confirmed again (a PING on the same connection, answered after them) the hub is told there was a
 gap and every socket on this node is asked to sync (docs/architecture.md, "No silent gaps").
+
+Publishes are batched: those made while a pipeline is in flight go out together in the next one,
+in the order they were made, so a burst of pushes costs one round trip per batch, not one each.
 """
 
 from __future__ import annotations
@@ -24,8 +27,60 @@ from kefu.errors import BadJson
 log = logging.getLogger(__name__)
 
 
+MAX_BATCH = 64  # publishes in one pipeline
+
+
 def channel_key(prefix: str, channel: str) -> str:
     return f"{prefix}ch:{channel}"
+
+
+class PublishBatches:
+    """One pipeline at a time; what arrives meanwhile waits for the next (automatic pipelining)."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        self._queue: list[tuple[list[str], str, asyncio.Future[list[int]]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    def publish(self, keys: list[str], data: str) -> asyncio.Future[list[int]]:
+        """The subscriber count of each key, once the batch holding this publish has run."""
+        done = asyncio.get_running_loop().create_future()
+        self._queue.append((keys, data, done))
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush())  # next tick: more may join
+        return done
+
+    async def _flush(self) -> None:
+        try:
+            while self._queue:
+                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+                try:
+                    async with self.redis.pipeline(transaction=False) as p:
+                        for keys, data, _ in batch:
+                            for key in keys:
+                                p.publish(key, data)
+                        counts = await p.execute()
+                except Exception as e:  # every publish of the batch failed alike
+                    for _, _, done in batch:
+                        if not done.done():
+                            done.set_exception(e)
+                    continue
+                at = 0
+                for keys, _, done in batch:
+                    if not done.done():
+                        done.set_result([int(n) for n in counts[at:at + len(keys)]])
+                    at += len(keys)
+        finally:
+            self._flusher = None
+
+    async def stop(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+        for _, _, done in self._queue:
+            done.cancel()
+        self._queue.clear()
 
 
 class RedisBroker:
@@ -33,6 +88,7 @@ class RedisBroker:
         self.redis = redis
         self.prefix = prefix
         self._pubsub = redis.pubsub(ignore_subscribe_messages=True)
+        self._batches = PublishBatches(redis)
         self._reader: asyncio.Task[None] | None = None
         self._on_envelope: OnEnvelope | None = None
         self._on_gap: OnGap | None = None
@@ -50,6 +106,7 @@ class RedisBroker:
         self._reader = asyncio.create_task(self._read())
 
     async def stop(self) -> None:
+        await self._batches.stop()
         if self._reader:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -64,11 +121,8 @@ class RedisBroker:
         await self._pubsub.unsubscribe(channel_key(self.prefix, channel))
 
     async def publish(self, channels: tuple[str, ...], env: Envelope) -> list[int]:
-        data = env.dumps()
-        async with self.redis.pipeline(transaction=False) as p:
-            for channel in channels:
-                p.publish(channel_key(self.prefix, channel), data)
-            return [int(n) for n in await p.execute()]
+        keys = [channel_key(self.prefix, channel) for channel in channels]
+        return await self._batches.publish(keys, env.dumps())
 
     async def online(self, channel: str) -> bool:
         counts = await self.redis.pubsub_numsub(channel_key(self.prefix, channel))

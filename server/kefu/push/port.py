@@ -33,7 +33,7 @@ import logging
 import re
 
 from kefu.config import Settings
-from kefu.core.push import PushError
+from kefu.core.push import PushError, PushTarget
 from kefu.errors import BadJson, translate
 from kefu.jsonio import load_object
 from kefu.push.commands import Command, parse_command
@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 OK, FAIL = b"ok\n", b"fail\n"
 MAX_CONNECTIONS = 1024
+WINDOW = 64  # lines of one connection in flight at once
 
 # `METHOD target HTTP/x`, and `Name: value` (a header line, should the request line be cut off).
 # A JSON line starts with `{` (after blanks), so neither can be mistaken for one.
@@ -135,6 +136,29 @@ class PushPort:
                 await asyncio.wait_for(writer.wait_closed(), 1)
 
     async def _lines(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Read lines and answer them in order. Up to `WINDOW` pushes of one connection run at
+        once (a pipelining backend's pushes then share the broker's round trips); a command that
+        changes or reads state (join, leave, online, count) waits for everything before it, and
+        everything after it waits for it, so a pipelined `join` then push acts in that order."""
+        replies: asyncio.Queue[asyncio.Future[bytes] | None] = asyncio.Queue(WINDOW)
+        reading = asyncio.ensure_future(self._read_lines(reader, replies))
+        sending = asyncio.ensure_future(self._send_replies(replies, writer))
+        try:
+            done, _ = await asyncio.wait({reading, sending}, return_when=asyncio.FIRST_COMPLETED)
+            if reading in done:
+                reading.result()  # its error, if any, ends the connection
+                await replies.put(None)
+            await sending
+        finally:
+            for t in (reading, sending):
+                t.cancel()
+            while not replies.empty():
+                pending = replies.get_nowait()
+                if pending is not None:
+                    pending.cancel()
+
+    async def _read_lines(self, reader: asyncio.StreamReader,
+                          replies: asyncio.Queue[asyncio.Future[bytes] | None]) -> None:
         idle = self.settings.push_idle_timeout
         first = True
         while True:
@@ -145,6 +169,8 @@ class PushPort:
                 if not e.partial.strip():
                     return
                 line = e.partial if len(e.partial) <= self.settings.push_max_line else None
+                await self._take(line, replies)
+                return
             except asyncio.LimitOverrunError as e:
                 async with asyncio.timeout(idle):
                     await self._skip_line(reader, e.consumed)
@@ -154,10 +180,38 @@ class PushPort:
                 if looks_like_http(line):
                     log.warning("push port: an HTTP request arrived, closing the connection")
                     return
-            reply = FAIL if line is None else await self._one(line)
-            writer.write(reply)
-            async with asyncio.timeout(idle):  # a client that never reads is dropped
-                await writer.drain()
+            await self._take(line, replies)
+
+    async def _take(self, line: bytes | None, replies: asyncio.Queue[asyncio.Future[bytes] | None]) -> None:
+        """Queue the reply to one line (None: one refused unread): a push starts at once, a
+        command runs alone, in its place."""
+        verdict = "over-long line" if line is None else decide(line.strip(), self.settings.push_secret)
+        if isinstance(verdict, str):
+            log.info("push line refused: %s", verdict)
+            await replies.put(self._answered(FAIL))
+        elif isinstance(verdict, PushTarget):
+            await replies.put(asyncio.ensure_future(self._run(verdict)))
+        else:
+            await replies.join()  # after everything before it …
+            await replies.put(self._answered(await self._run(verdict)))
+            await replies.join()  # … and before everything after it
+
+    async def _send_replies(self, replies: asyncio.Queue[asyncio.Future[bytes] | None],
+                            writer: asyncio.StreamWriter) -> None:
+        idle = self.settings.push_idle_timeout
+        while (pending := await replies.get()) is not None:
+            writer.write(await pending)
+            replies.task_done()
+            if replies.empty():
+                async with asyncio.timeout(idle):  # a client that never reads is dropped
+                    await writer.drain()
+        replies.task_done()
+
+    @staticmethod
+    def _answered(reply: bytes) -> asyncio.Future[bytes]:
+        done = asyncio.get_running_loop().create_future()
+        done.set_result(reply)
+        return done
 
     @staticmethod
     async def _skip_line(reader: asyncio.StreamReader, consumed: int) -> None:
@@ -170,11 +224,7 @@ class PushPort:
             except asyncio.LimitOverrunError as e:
                 consumed = e.consumed
 
-    async def _one(self, line: bytes) -> bytes:
-        verdict = decide(line.strip(), self.settings.push_secret)
-        if isinstance(verdict, str):
-            log.info("push line refused: %s", verdict)
-            return FAIL
+    async def _run(self, verdict: Command) -> bytes:
         try:
             outcome = await self.pushes.run(verdict)
         except Exception as e:  # the edge's last resort: any failure is `fail`, logged once
