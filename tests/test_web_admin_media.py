@@ -29,6 +29,19 @@ PASTE = """(b64) => {
 }"""
 
 
+LOADED = """([selector, width]) => {
+  const all = document.querySelectorAll(selector);
+  const img = all[all.length - 1];
+  return !!img && img.complete && img.naturalWidth === width;
+}"""
+
+
+async def loaded(page, selector: str, width: int) -> None:  # type: ignore[no-untyped-def]
+    """The last image matching `selector` has loaded at `width` — found afresh on every check,
+    since the timeline may be re-rendered meanwhile (the conversation's assignment, say)."""
+    await page.wait_for_function(LOADED, arg=[selector, width])
+
+
 async def wait_for(pred, timeout: float = 8.0) -> None:  # type: ignore[no-untyped-def]
     for _ in range(int(timeout / 0.05)):
         if pred():
@@ -72,13 +85,10 @@ async def test_console_answers_a_wechat_customer_with_pictures(tmp_path: Path, b
                            MediaId=fw.add_media(images.photo_with_gps((1200, 900))))
             thumb = page.locator("#message-list .message.theirs img.thumb").last
             await expect(thumb).to_be_visible()
-            await page.wait_for_function("(img) => img.complete && img.naturalWidth === 320",
-                                         arg=await thumb.element_handle())
+            await loaded(page, "#message-list .message.theirs img.thumb", 320)
             await thumb.click()
-            big = page.locator("#lightbox-image")
             await expect(page.locator("#lightbox")).to_be_visible()
-            await page.wait_for_function("(img) => img.complete && img.naturalWidth === 1200",
-                                         arg=await big.element_handle())
+            await loaded(page, "#lightbox-image", 1200)
             await page.screenshot(path=str(ARTIFACTS / "media-lightbox.png"))
             await page.keyboard.press("Escape")
             await expect(page.locator("#lightbox")).to_be_hidden()
@@ -102,9 +112,7 @@ async def test_console_answers_a_wechat_customer_with_pictures(tmp_path: Path, b
             await wait_for(lambda: sum(m["msgtype"] == "image" for m in fw.sent_messages) == 2)
             await expect(page.locator("#message-list .message.mine .delivery").last).to_have_text(
                 "已通过微信客服消息送达")
-            pasted = page.locator("#message-list .message.mine img.thumb").last
-            await page.wait_for_function("(img) => img.complete && img.naturalWidth === 120",
-                                         arg=await pasted.element_handle())
+            await loaded(page, "#message-list .message.mine img.thumb", 120)
             await expect(reach).to_contain_text("剩余 2 条")
             await page.screenshot(path=str(ARTIFACTS / "media-console.png"))
 
