@@ -60,6 +60,10 @@ class PublishBatches:
                             for key in keys:
                                 p.publish(key, data)
                         counts = await p.execute()
+                except asyncio.CancelledError:  # stopping: nobody waits on this batch for ever
+                    for _, _, done in batch:
+                        done.cancel()
+                    raise
                 except Exception as e:  # every publish of the batch failed alike
                     for _, _, done in batch:
                         if not done.done():
