@@ -20,14 +20,13 @@ from kefu.auth import identity
 from kefu.context import ctx
 from kefu.errors import BadRequest, Conflict
 from kefu.http.body import json_body
-from kefu.node import Node
 from kefu.protocol import Identity
 
 admin_api = Blueprint("admin", url_prefix="/api/admin")
 
 
 def agent_admin(request: Request) -> AgentAdmin:
-    node: Node = ctx(request).node
+    node = ctx(request).node
     return AgentAdmin(node.accounts, node.tokens, node.kick_agent, node.desk.requeue)
 
 

@@ -14,17 +14,12 @@ from kefu.auth import authenticated
 from kefu.context import ctx
 from kefu.errors import BadRequest, Forbidden, RateLimited, Unauthorized, Unavailable, UpstreamRefused
 from kefu.http.body import int_arg, json_body, str_field
-from kefu.node import Node
 from kefu.protocol import Identity, is_id, is_openid
 from kefu.wechat.errors import WeChatError, WeChatUnavailable
 
 log = logging.getLogger(__name__)
 api = Blueprint("api", url_prefix="/api")
 
-
-def _node(request: Request) -> Node:
-    node: Node = ctx(request).node
-    return node
 
 
 class AgentDisabled(Forbidden):
@@ -45,7 +40,7 @@ def _may_see(who: Identity, openid: str) -> None:
 @api.post("/login")
 async def user_login(request: Request) -> HTTPResponse:
     code = str_field(json_body(request), "code")
-    node = _node(request)
+    node = ctx(request).node
     try:
         session = await ctx(request).wechat.code2session(code)
     except WeChatError as e:
@@ -63,7 +58,7 @@ async def agent_login(request: Request) -> HTTPResponse:
     worker thread. 401 for a wrong name or password alike; 403 only with the right password."""
     body = json_body(request)
     name, password = str_field(body, "name", 64), str_field(body, "password", 1024)
-    node = _node(request)
+    node = ctx(request).node
     throttle, ip = ctx(request).login_throttle, request.client_ip
     wait = await throttle.attempt(ip, name)  # a store that is down answers 503 at the edge
     if wait > 0:
@@ -104,7 +99,7 @@ def _agent_json(who: Identity) -> dict[str, Any]:
 @api.post("/logout")
 async def logout(request: Request) -> HTTPResponse:
     token, who = await _who(request)
-    await _node(request).logout(token, who)
+    await ctx(request).node.logout(token, who)
     return json({"ok": True})
 
 
@@ -114,7 +109,7 @@ async def me(request: Request) -> HTTPResponse:
     if who.role == "agent":
         return json({"role": "agent", "agent": _agent_json(who)})
     assert who.openid is not None
-    state = await _node(request).read_state(who.openid)
+    state = await ctx(request).node.read_state(who.openid)
     return json({"role": "user", "openid": who.openid, **state})
 
 
@@ -126,7 +121,7 @@ async def conversations(request: Request) -> HTTPResponse:
     limit = int_arg(request, "limit", 50, 1, 200)
     before = int_arg(request, "before", None, 1)
     assert limit is not None
-    rows = await _node(request).conversations(before, limit)
+    rows = await ctx(request).node.conversations(before, limit)
     nxt = rows[-1]["last_message"]["id"] if len(rows) == limit else None
     return json({"conversations": rows, "next_before": nxt})
 
@@ -139,7 +134,7 @@ async def history(request: Request, openid: str) -> HTTPResponse:
     before = int_arg(request, "before", None, 1)
     assert limit is not None
     everything = request.args.get("kinds") == "all"  # notes and status events too (agents only)
-    page = await _node(request).history(who, openid, before, limit, everything)
+    page = await ctx(request).node.history(who, openid, before, limit, everything)
     nxt = page[-1].id if len(page) == limit else None
     return json({"messages": [m.to_wire() for m in page], "next_before": nxt})
 
@@ -151,5 +146,5 @@ async def mark_read(request: Request, openid: str) -> HTTPResponse:
     upto = json_body(request, optional=True).get("upto")
     if upto is not None and not is_id(upto):
         raise BadRequest("upto must be an integer in 0..2^63-1")
-    upto = await _node(request).mark_read(who, openid, upto)
+    upto = await ctx(request).node.mark_read(who, openid, upto)
     return json({"openid": openid, "by": who.role, "upto": upto})

@@ -16,7 +16,6 @@ from kefu.core.routing import DESK, desk_envelope
 from kefu.errors import BadRequest, Conflict, Forbidden, NotFound, TooLarge
 from kefu.http.body import int_arg, json_body
 from kefu.jsonio import dumps
-from kefu.node import Node
 from kefu.protocol import Identity, is_openid
 from kefu.store.canned import CannedStore, ShortcutTaken
 from kefu.store.desk import VIEWS, display_profile
@@ -28,17 +27,13 @@ IMAGE_MAGIC = {"image/png": b"\x89PNG", "image/jpeg": b"\xff\xd8", "image/gif": 
                "image/webp": b"RIFF"}
 
 
-def _node(request: Request) -> Node:
-    node: Node = ctx(request).node
-    return node
-
 
 def _profiles(request: Request) -> ProfileStore:
-    return ProfileStore(_node(request).messages.engine)
+    return ProfileStore(ctx(request).node.messages.engine)
 
 
 def _canned(request: Request) -> CannedStore:
-    return CannedStore(_node(request).messages.engine)
+    return CannedStore(ctx(request).node.messages.engine)
 
 
 def _openid(openid: str) -> str:
@@ -60,7 +55,7 @@ async def conversations(request: Request) -> HTTPResponse:
     limit = int_arg(request, "limit", 50, 1, 200)
     before = int_arg(request, "before", None, 1)
     assert limit is not None
-    store = _node(request).desk.store
+    store = ctx(request).node.desk.store
     rows = await store.list(view, who.agent_id, before, limit)
     nxt = rows[-1]["last_message"]["id"] if len(rows) == limit else None
     return json({"view": view, "conversations": rows, "next_before": nxt,
@@ -70,13 +65,13 @@ async def conversations(request: Request) -> HTTPResponse:
 @desk_api.get("/desk/counts")
 async def counts(request: Request) -> HTTPResponse:
     who = await identity(request, "agent")
-    return json({"counts": await _node(request).desk.store.counts(who.agent_id)})
+    return json({"counts": await ctx(request).node.desk.store.counts(who.agent_id)})
 
 
 @desk_api.get("/desk/agents")
 async def agents(request: Request) -> HTTPResponse:
     await identity(request, "agent")
-    return json({"agents": await _node(request).desk.roster()})
+    return json({"agents": await ctx(request).node.desk.roster()})
 
 
 @desk_api.get("/customers/<openid:str>")
@@ -84,7 +79,7 @@ async def customer(request: Request, openid: str) -> HTTPResponse:
     """The side panel: profile, status and holder, and the conversation's earlier episodes."""
     await identity(request, "agent")
     openid = _openid(openid)
-    node = _node(request)
+    node = ctx(request).node
     st = await node.desk.store.state(openid)
     return json({"profile": await _profiles(request).get(openid), "status": st.status,
                  "assignee_id": st.assignee_id, "events": await node.desk.store.events(openid)})
@@ -137,7 +132,7 @@ async def _announce_profile(request: Request, profile: dict[str, Any]) -> None:
     shown = display_profile(profile["name"], profile["avatar"], profile["nickname"], profile["user_avatar"],
                             dumps(profile["tags"]) if profile["tags"] else None)
     frame = {"cmd": "profile", "openid": profile["openid"], "profile": shown}
-    await _node(request).broker.publish((DESK,), desk_envelope(frame))
+    await ctx(request).node.broker.publish((DESK,), desk_envelope(frame))
 
 
 @desk_api.put("/profiles/<openid:str>")

@@ -18,17 +18,12 @@ from kefu.auth import identity
 from kefu.context import ctx
 from kefu.errors import BadRequest, TooLarge
 from kefu.http.body import json_body
-from kefu.media.service import Media
 from kefu.protocol import is_openid
 
 media_api = Blueprint("media")
 MULTIPART_ROOM = 64 * 1024  # boundaries, headers and other form fields around the picture
 SIGN_MAX = 100
 
-
-def _media(request: Request) -> Media:
-    media: Media = ctx(request).media
-    return media
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -67,7 +62,7 @@ async def upload(request: Request) -> HTTPResponse:
         openid = request.args.get("openid", "")
         if not is_openid(openid):
             raise BadRequest("agents upload into a conversation: ?openid=<the user's openid>")
-    media = _media(request)
+    media = ctx(request).media
     body = await _read_body(request, media.limits.max_bytes + MULTIPART_ROOM)
     rec = await media.ingest(_picture(request, body), openid, who.sender)
     return json({"image": rec.meta(), **media.urls(rec)}, status=201)
@@ -80,12 +75,12 @@ async def sign(request: Request) -> HTTPResponse:
     if (not isinstance(ids, list) or not 1 <= len(ids) <= SIGN_MAX
             or not all(isinstance(i, str) for i in ids)):
         raise BadRequest(f'body must be {{"ids": [1..{SIGN_MAX} image ids]}}')
-    return json({"images": await _media(request).sign(who, ids)})
+    return json({"images": await ctx(request).media.sign(who, ids)})
 
 
 @media_api.get("/media/<image_id:str>/<variant:str>")
 async def serve(request: Request, image_id: str, variant: str) -> HTTPResponse:
-    mime, data, left = await _media(request).open(image_id, variant, request.args.get("e"),
+    mime, data, left = await ctx(request).media.open(image_id, variant, request.args.get("e"),
                                                   request.args.get("s"))
     return raw(data, content_type=mime, headers={
         "Cache-Control": f"private, max-age={max(0, left)}",

@@ -27,7 +27,6 @@ from kefu.http.body import json_body
 from kefu.protocol import is_openid, is_uid
 from kefu.qr.login import NewQr, QrLogin, QrUnavailable
 from kefu.qr.store import StoreFull
-from kefu.store.qr_quota import QrQuota
 from kefu.wechat.callback import build_scan_xml, parse_event
 from kefu.wechat.errors import WeChatError, WeChatUnavailable
 from kefu.wechat.sandbox import SandboxWeChat
@@ -41,8 +40,8 @@ sandbox_bp = Blueprint("qr_sandbox")
 
 @qr_bp.get("/qrcode")
 async def qrcode(request: Request) -> HTTPResponse:
-    qr: QrLogin = ctx(request).qr
-    quota: QrQuota = ctx(request).qr_quota
+    qr = ctx(request).qr
+    quota = ctx(request).qr_quota
     address, count = address_key(request.client_ip), secrets.token_hex(8)
     wait = await quota.take(address, count)
     if wait > 0:
@@ -104,7 +103,7 @@ async def simulate_scan(request: Request) -> HTTPResponse:
     openid = body.get("openid", SANDBOX_SCANNER)
     if not is_openid(openid):
         raise BadRequest("openid must be 1-64 characters of A-Za-z0-9_-")
-    qr: QrLogin = ctx(request).qr
+    qr = ctx(request).qr
     sandbox, ticket, subscribe = _sandbox(request), body["ticket"], body.get("subscribe") is True
     uid = body.get("uid")
     if sandbox.scene_for(ticket) is not None:

@@ -24,7 +24,6 @@ from kefu.http.wechat_guard import (
     ReplayedCallback,
     StaleCallback,
 )
-from kefu.qr.login import QrLogin
 from kefu.wechat.callback import parse_event
 from kefu.wechat.crypto import WeChatCrypto
 
@@ -46,7 +45,7 @@ async def verify_url(request: Request) -> HTTPResponse:
 @wechat_bp.post("/wechat/callback")
 async def receive(request: Request) -> HTTPResponse:
     event = await ctx(request).callback_gate.open(request, _decrypt, parse_event)
-    qr: QrLogin = ctx(request).qr
+    qr = ctx(request).qr
     try:
         await qr.accept(event)
     except Exception as e:  # the dedupe store is down: fail, so WeChat tries again

@@ -17,7 +17,6 @@ from sanic.response import HTTPResponse
 
 from kefu.auth import identity
 from kefu.context import ctx
-from kefu.cs.channel import CsChannel
 from kefu.errors import BadRequest, Forbidden, Unavailable
 from kefu.http.body import json_body
 from kefu.protocol import is_openid
@@ -27,10 +26,6 @@ log = logging.getLogger(__name__)
 mp_bp = Blueprint("wechat_mp")
 PUSH_DEDUPE_TTL = 300  # WeChat retries within ~15 s (wechat.md §4)
 
-
-def _channel(request: Request) -> CsChannel:
-    channel: CsChannel = ctx(request).cs
-    return channel
 
 
 @mp_bp.get("/wechat/mp")
@@ -47,7 +42,7 @@ async def receive(request: Request) -> HTTPResponse:
         first = await marks.first_seen(push.dedupe_key, PUSH_DEDUPE_TTL)
     except Exception as e:  # the dedupe store is down: fail, so WeChat tries again
         raise Unavailable("try again") from e
-    await _channel(request).receive(push, first)
+    await ctx(request).cs.receive(push, first)
     return text("success")
 
 
@@ -57,7 +52,7 @@ async def my_subscribe(request: Request) -> HTTPResponse:
     who = await identity(request)
     if who.role != "user":
         raise Forbidden("only a mini-program user has subscribe consents")
-    channel = _channel(request)
+    channel = ctx(request).cs
     assert who.openid is not None
     consents = await channel.store.consents(who.openid, channel.template_id) if channel.template_id else 0
     return json({"template_id": channel.template_id or None, "page": channel.template_page,
@@ -71,7 +66,7 @@ async def record_subscribe(request: Request) -> HTTPResponse:
     if who.role != "user":
         raise Forbidden("only a mini-program user has subscribe consents")
     body = json_body(request)
-    channel = _channel(request)
+    channel = ctx(request).cs
     if body.get("template_id") != channel.template_id or not channel.template_id:
         raise BadRequest("template_id must be the configured template (GET /api/me/subscribe)")
     if body.get("result") not in ("accept", "reject", "ban"):
@@ -92,4 +87,4 @@ async def reach(request: Request, openid: str) -> HTTPResponse:
         raise Forbidden("only agents see how a user can be reached")
     if not is_openid(openid):
         raise BadRequest("bad openid")
-    return json({"openid": openid, **await _channel(request).reach(openid)})
+    return json({"openid": openid, **await ctx(request).cs.reach(openid)})

@@ -13,7 +13,6 @@ from kefu.auth import check_api_key
 from kefu.context import ctx
 from kefu.http.body import json_body
 from kefu.push.commands import parse_command
-from kefu.push.service import PushService
 
 log = logging.getLogger(__name__)
 push_api = Blueprint("push_api")
@@ -23,5 +22,5 @@ push_api = Blueprint("push_api")
 async def push(request: Request) -> HTTPResponse:
     check_api_key(request, "push API")
     cmd = parse_command(json_body(request), ticket_required=False)
-    pushes: PushService = ctx(request).pushes
+    pushes = ctx(request).pushes
     return json((await pushes.run(cmd)).body)

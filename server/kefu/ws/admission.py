@@ -73,5 +73,5 @@ def install(app: Sanic, settings: Settings) -> None:
         qr = SOCKET_PATHS.get(request.path)
         if qr is None:
             return
-        caps: SocketCaps = ctx(request).socket_caps
+        caps = ctx(request).socket_caps
         hold(request, caps.admit(request.client_ip, qr))  # RateLimited → 429 + Retry-After

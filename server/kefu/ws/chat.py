@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 @socket_edge
 async def chat_socket(request: Request, ws: Websocket) -> None:
-    node: Node = ctx(request).node
+    node = ctx(request).node
     token = request_token(request)
     if not token:
         await ws.close(Close.UNAUTHORIZED, "token required")

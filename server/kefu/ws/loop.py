@@ -29,7 +29,6 @@ from kefu.context import ctx
 from kefu.core.session import Session
 from kefu.errors import Close, Internal, translate
 from kefu.hub import Conn
-from kefu.node import Node
 from kefu.ws import admission
 
 log = logging.getLogger(__name__)
@@ -74,7 +73,7 @@ async def serve(request: Request, ws: Websocket, session: Session, handle: Handl
                 opened: Callable[[Conn], None] | None = None) -> None:
     """Serve one socket until the peer goes. `opened` runs once the socket is on the hub (to
     spawn its timers on the `Conn`)."""
-    node: Node = ctx(request).node
+    node = ctx(request).node
     settings = ctx(request).settings
     protocol = request.protocol
     conn = Conn(session, ws.send, ws.close, settings.send_queue_bytes, settings.send_queue,

@@ -24,16 +24,13 @@ import uuid
 
 from sanic import Request, Websocket
 
-from kefu.config import Settings
 from kefu.context import ctx
 from kefu.core.page import Bind, Ignored, PageFrame, PageSession, SeedBind, TokenBind
 from kefu.core.push import group_channel
 from kefu.errors import BadTicket, Close
 from kefu.hub import Conn
-from kefu.node import Node
 from kefu.push import tokens
 from kefu.push.service import PushService
-from kefu.qr.login import QrLogin
 from kefu.ws.loop import SocketHandler, failure, serve, socket_edge
 
 log = logging.getLogger(__name__)
@@ -44,10 +41,10 @@ def page_socket(bare_text: bool) -> SocketHandler:
 
     @socket_edge
     async def page(request: Request, ws: Websocket) -> None:
-        node: Node = ctx(request).node
-        qr: QrLogin = ctx(request).qr
-        pushes: PushService = ctx(request).pushes
-        settings: Settings = ctx(request).settings
+        node = ctx(request).node
+        qr = ctx(request).qr
+        pushes = ctx(request).pushes
+        settings = ctx(request).settings
         session = PageSession(uuid.uuid4().hex, request.args.get("v") == "2", node.limits,
                               time.monotonic(), bare_text=bare_text)
         changing = asyncio.Lock()  # one bind or group change of this socket at a time
