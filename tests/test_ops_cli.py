@@ -247,3 +247,22 @@ def test_serve_background_returns_when_ready_and_stop_ends_it(tmp_path):
         httpx.get(url + "/healthz")
     assert "worker" in (tmp_path / "kefu.log").read_text()
     assert kefu("stop", env=env).returncode == 1
+
+
+def test_two_workers_on_a_new_sqlite_file_start_and_stop_cleanly(tmp_path):
+    """The schema is made once, before the workers: two workers each migrating a new file race, and
+    the loser's failed start used to end the whole server."""
+    prefix = services.new_redis_prefix()
+    env = clean_env(KEFU_DATA_DIR=str(tmp_path), KEFU_WORKERS="2", REDIS_URL=services.REDIS_URL_BASE,
+                    KEFU_REDIS_PREFIX=prefix)
+    srv = KefuServer(env, tmp_path / "serve.log")
+    try:
+        srv.start()
+        token, _ = srv.user_token("two-workers")
+        r = httpx.get(srv.base_url + "/api/me", headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 200
+        assert srv.stop() == 0
+        assert "Traceback" not in srv.log_tail(400)
+    finally:
+        srv.stop()
+        services.drop_redis_prefix(prefix)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
 import secrets
 import subprocess
 import sys
@@ -83,6 +85,11 @@ async def test_every_worker_logs_each_event_once_with_time_and_level_and_never_a
     php = await PushClient.connect(push_port(srv))
     assert await php.send({"uid": qr["uid"], "ticket": "", "hello": "empty ticket"}) == "fail\n"
     await php.close()
+    # Sanic ends a failed start with killpg on each worker's group: that group must not be ours
+    started = re.findall(r"Worker ready \[(\d+)\]", "\n".join(_lines(srv.log_path, offset)))
+    assert len(started) == 2
+    for pid in map(int, started):
+        assert os.getpgid(pid) == pid != os.getpgrp()
     for s in [agent, page, *users]:
         await s.close()
     assert await asyncio.to_thread(srv.stop) == 0

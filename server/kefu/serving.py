@@ -123,19 +123,34 @@ def stop_leftover_workers(timeout: float = 10.0) -> None:
             proc.kill()
 
 
+def worker_app(settings: Settings) -> Sanic:
+    """The app, built in each process that loads it. A worker first leaves the group it was born in:
+    Sanic ends a failed start or an interrupted shutdown with `killpg` on each worker's process group,
+    which is otherwise the group of whatever started kefu (a shell script, a supervisor, a test run)."""
+    from kefu.app import create_app
+
+    if os.environ.get("SANIC_WORKER_NAME"):  # set only in worker processes
+        with contextlib.suppress(OSError):
+            os.setpgid(0, 0)
+    return create_app(settings)
+
+
 def serve(settings: Settings) -> None:
     check_before_serving(settings)
     metrics_server.prepare(settings)  # before anything imports prometheus_client
     from sanic.worker.loader import AppLoader
 
-    from kefu.app import create_app
     from kefu.ws.transport import KefuWebSocketProtocol
 
     if settings.wechat_mode == "sandbox":
         log.warning("WeChat SANDBOX login is on: any code logs in (dev only; refused when "
                     "KEFU_ENV=production)")
+    if not settings.mysql_url:
+        from kefu import migrate
+
+        migrate.upgrade(settings)  # once, here: workers that each migrate a new SQLite file race
     start_metrics(settings)
-    loader = AppLoader(factory=partial(create_app, settings))
+    loader = AppLoader(factory=partial(worker_app, settings))
     app = loader.load()
     single = settings.workers == 1
     app.prepare(host=settings.host, port=settings.port, workers=settings.workers,
