@@ -45,3 +45,30 @@ async def test_every_socket_of_a_burst_gets_its_hello_or_bind_echo(backend, kind
     async with started(backend, "push" if kind == "page" else "idle", max_seconds=300) as target:
         s = await storm(target, kind, SOCKETS, timeout=60)
     assert s.outcomes == Counter(ok=SOCKETS), s.outcomes
+
+
+async def test_a_value_made_once_is_the_same_for_a_process_whose_insert_lost_the_race(redis_deployment):
+    """Two workers starting on a new MariaDB database both make the epoch and the media secret: the
+    one whose insert waits for the other's and is ignored must read the winner's value, not nothing
+    (a read before its insert would pin a snapshot without the row)."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from kefu.config import to_driver_url
+    from kefu.store.upsert import made_once
+
+    redis_deployment.server(start=False)  # creates the schema
+    engine = create_async_engine(to_driver_url(services.mysql_url(redis_deployment.database),
+                                               "mysql+aiomysql"))
+    try:
+        async with engine.connect() as first, engine.connect() as second:
+            await first.begin()
+            assert await made_once(first, "race", "first") == "first"  # inserted, not yet committed
+            await second.begin()
+            loser = asyncio.create_task(made_once(second, "race", "second"))
+            await asyncio.sleep(0.5)
+            assert not loser.done()  # its insert waits for the first transaction
+            await first.commit()
+            assert await asyncio.wait_for(loser, 10) == "first"
+            await second.commit()
+    finally:
+        await engine.dispose()

@@ -16,8 +16,7 @@ import secrets
 import time
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from kefu.config import Settings
 from kefu.errors import BadRequest, Forbidden, NotFound
@@ -26,7 +25,7 @@ from kefu.media.signing import VARIANTS, check, expiry, is_media_id, signed_path
 from kefu.media.store import BlobStore, ImageIndex, ImageRecord, LocalBlobStore, SqlBlobStore, now_ms
 from kefu.protocol import Identity
 from kefu.store.retry import in_transaction
-from kefu.store.schema import meta
+from kefu.store.upsert import made_once
 
 log = logging.getLogger(__name__)
 SECRET_KEY = "media_secret"
@@ -85,16 +84,9 @@ class Media:
         if self._configured_secret:
             return hashlib.sha256(self._configured_secret.encode()).digest()
 
-        async def run(c: AsyncConnection) -> str:
-            got = await c.scalar(sa.select(meta.c.v).where(meta.c.k == SECRET_KEY))
-            if got is None:
-                ins = sa.insert(meta).prefix_with("OR IGNORE", dialect="sqlite").prefix_with(
-                    "IGNORE", dialect="mysql")
-                await c.execute(ins, {"k": SECRET_KEY, "v": secrets.token_hex(32)})
-                got = await c.scalar(sa.select(meta.c.v).where(meta.c.k == SECRET_KEY))
-            return str(got)
-
-        return bytes.fromhex(await in_transaction(self.engine, run, "reading the media secret"))
+        stored = await in_transaction(self.engine, lambda c: made_once(c, SECRET_KEY, secrets.token_hex(32)),
+                                      "reading the media secret")
+        return bytes.fromhex(stored)
 
     # ---- in ----------------------------------------------------------------------------------
 

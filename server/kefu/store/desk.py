@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from kefu import jsonio
 from kefu.store.retry import in_transaction
 from kefu.store.schema import agent_limits, desk_conversations, messages, profiles
+from kefu.store.upsert import insert_ignore
 
 conv = desk_conversations
 VIEWS = ("mine", "unassigned", "all", "resolved")
@@ -49,14 +50,10 @@ class DeskStore:
         self.engine = engine
         self.dialect = engine.dialect.name
 
-    def _insert_ignore(self) -> sa.Insert:
-        return (sa.insert(conv).prefix_with("OR IGNORE", dialect="sqlite")
-                .prefix_with("IGNORE", dialect="mysql"))
-
     async def _ensure(self, c: AsyncConnection, openid: str) -> None:
         """The row may not exist yet: with Redis the writer stores messages (and creates the row)
         after the ack. `last_message_id` 0 is raised by the writer's upsert (GREATEST)."""
-        await c.execute(self._insert_ignore().values(openid=openid, last_message_id=0, agent_read_upto=0,
+        await c.execute(insert_ignore(conv).values(openid=openid, last_message_id=0, agent_read_upto=0,
                                                      user_read_upto=0, status="open", status_at=0))
 
     async def state(self, openid: str) -> State:

@@ -20,7 +20,7 @@ from kefu import jsonio, metrics
 from kefu.protocol import USER_KINDS, Message, Role
 from kefu.store.retry import in_transaction
 from kefu.store.schema import conversations, messages, meta
-from kefu.store.upsert import larger, upsert
+from kefu.store.upsert import insert_ignore, larger, made_once, upsert
 
 log = logging.getLogger(__name__)
 READ_COLUMN = {"agent": conversations.c.agent_read_upto, "user": conversations.c.user_read_upto}
@@ -35,10 +35,6 @@ def _row_to_message(r: sa.Row) -> Message:
 def _for_user(q: sa.Select) -> sa.Select:
     """Only what the user sees: no private notes, no status events."""
     return q.where(messages.c.kind.in_(USER_KINDS))
-
-
-def _insert_ignore(table: sa.TableClause) -> sa.Insert:
-    return sa.insert(table).prefix_with("OR IGNORE", dialect="sqlite").prefix_with("IGNORE", dialect="mysql")
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,14 +143,8 @@ class MessageStore:
     async def epoch(self) -> str:
         """This database's epoch: made once, when the database is new. A client that sees another
         epoch than it remembers knows ids started over, and syncs from the beginning."""
-        async def run(conn: AsyncConnection) -> str:
-            got = await conn.scalar(sa.select(meta.c.v).where(meta.c.k == "epoch"))
-            if got is None:
-                await conn.execute(_insert_ignore(meta), {"k": "epoch", "v": secrets.token_hex(8)})
-                got = await conn.scalar(sa.select(meta.c.v).where(meta.c.k == "epoch"))
-            return str(got)
-
-        return await in_transaction(self.engine, run, "reading the epoch")
+        return await in_transaction(self.engine, lambda c: made_once(c, "epoch", secrets.token_hex(8)),
+                                    "reading the epoch")
 
     async def id_floor(self) -> int:
         """No id at or below this was ever handed out or stored: max(stored ids, leased ids)."""
@@ -166,7 +156,7 @@ class MessageStore:
     async def raise_id_lease(self, upto: int) -> None:
         """Record that ids up to `upto` may be handed out; only ever raised."""
         async def run(conn: AsyncConnection) -> None:
-            await conn.execute(_insert_ignore(meta), {"k": "id_hwm", "v": "0"})
+            await conn.execute(insert_ignore(meta), {"k": "id_hwm", "v": "0"})
             got = await conn.scalar(sa.select(meta.c.v).where(meta.c.k == "id_hwm"))
             if int(got or 0) < upto:
                 # Compare-and-set: a concurrent raise to a higher value is never lowered.

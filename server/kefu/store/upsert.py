@@ -12,6 +12,9 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from kefu.store.schema import meta
 
 # A new value for a column: a constant or SQL expression, or a function of the proposed row
 # (MySQL's `inserted`, SQLite's `excluded`) giving one.
@@ -29,6 +32,22 @@ def upsert(dialect: str, table: sa.TableClause, values: dict[str, Any] | list[di
         return my.on_duplicate_key_update(resolved(my.inserted))
     lite = sqlite.insert(table).values(values)
     return lite.on_conflict_do_update(index_elements=list(keys), set_=resolved(lite.excluded))
+
+
+def insert_ignore(table: sa.TableClause) -> sa.Insert:
+    """Insert unless a row with the same key exists (then nothing happens, and no error)."""
+    return sa.insert(table).prefix_with("OR IGNORE", dialect="sqlite").prefix_with("IGNORE", dialect="mysql")
+
+
+async def made_once(conn: AsyncConnection, key: str, value: str) -> str:
+    """The `kefu_meta` value under `key`, stored as `value` by whichever process comes first. The
+    insert goes first: on MySQL a read before it fixes the transaction's snapshot, so a process whose
+    insert was ignored (another committed the row meanwhile) would read nothing after it."""
+    await conn.execute(insert_ignore(meta), {"k": key, "v": value})
+    got = await conn.scalar(sa.select(meta.c.v).where(meta.c.k == key))
+    if got is None:
+        raise RuntimeError(f"kefu_meta {key!r} is missing right after its insert")
+    return str(got)
 
 
 def proposed(column: str) -> Callable[[Any], Any]:
