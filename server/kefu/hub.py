@@ -24,23 +24,30 @@ from kefu.errors import Close
 log = logging.getLogger(__name__)
 
 SendText = Callable[[str], Coroutine[Any, Any, None]]
+WriteNow = Callable[[str], bool]  # write a frame at once if nothing is in the way; False: it was not
 CloseFn = Callable[[int, str], Coroutine[Any, Any, None]]
 _CLOSE = object()  # queue marker: close once the frames before it are sent
 
 
 class Conn:
+    """A frame goes straight to the socket (`write_now`) while nothing waits before it and the
+    socket takes bytes: no task switch per frame. Otherwise it is queued, and a drain task (made
+    only then, gone when the queue is empty) sends the queue in order through `send`; an idle
+    socket holds no task of its own."""
+
     def __init__(self, session: Session, send: SendText, close: CloseFn, max_chars: int,
-                 max_frames: int, last_received: Callable[[], float] | None = None) -> None:
+                 max_frames: int, last_received: Callable[[], float] | None = None,
+                 write_now: WriteNow | None = None) -> None:
         self.session = session
         self.last_received = last_received
         self._send = send
+        self._write_now = write_now
         self._close = close
         self._max_chars = max_chars
         self._max_frames = max_frames
         self._queue: deque[str | object] = deque()
         self._queued_chars = 0
-        self._ready = asyncio.Event()
-        self._task = asyncio.create_task(self._drain())
+        self._task: asyncio.Task[None] | None = None  # the drain, while frames wait or are in flight
         self.closing = False
         self._after_drain: tuple[int, str] = (Close.NORMAL, "")
         self._closer: asyncio.Task[None] | None = None
@@ -75,15 +82,22 @@ class Conn:
         self.send_text(text)
 
     def send_text(self, text: str) -> None:
-        """Queue without waiting; overflow means the client is not reading."""
+        """Send or queue without waiting; overflow means the client is not reading."""
         if self.closing:
+            return
+        draining = self._task is not None and not self._task.done()
+        if not draining and self._write_now is not None and self._write_now(text):
             return
         if len(self._queue) >= self._max_frames or self._queued_chars + len(text) > self._max_chars:
             self.close_soon(Close.SLOW_CONSUMER, "slow consumer")
             return
-        self._queue.append(text)
         self._queued_chars += len(text)
-        self._ready.set()
+        self._enqueue(text)
+
+    def _enqueue(self, item: str | object) -> None:
+        self._queue.append(item)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._drain())
 
     def close_soon(self, code: int, reason: str) -> None:
         """Close after the frames already queued (an error frame before its 4429, say) are sent;
@@ -93,21 +107,17 @@ class Conn:
         self.closing = True
         metrics.CLOSES.labels(str(int(code))).inc()
         if code == Close.SLOW_CONSUMER:
-            self._task.cancel()
+            if self._task is not None:
+                self._task.cancel()
             self._queue.clear()
             self._closer = asyncio.create_task(self._close(code, reason))
             return
         self._after_drain = (code, reason)
-        self._queue.append(_CLOSE)
-        self._ready.set()
+        self._enqueue(_CLOSE)
 
     async def _drain(self) -> None:
         try:
-            while True:
-                if not self._queue:
-                    self._ready.clear()
-                    await self._ready.wait()
-                    continue
+            while self._queue:
                 item = self._queue.popleft()
                 if item is _CLOSE:
                     await self._close(*self._after_drain)
@@ -119,6 +129,8 @@ class Conn:
             raise
         except Exception as e:  # the socket is gone; the handler's receive loop notices and cleans up
             log.debug("send failed: %s", e)
+            self.closing = True  # nothing more is sent on it
+            self._queue.clear()
 
     async def stop(self, grace: float = 5.0) -> None:
         """Finish a close already under way (its queued frames, then the close frame), else cut."""

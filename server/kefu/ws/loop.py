@@ -30,6 +30,7 @@ from kefu.core.session import Session
 from kefu.errors import Close, Internal, translate
 from kefu.hub import Conn
 from kefu.ws import admission
+from kefu.ws.transport import immediate_writer
 
 log = logging.getLogger(__name__)
 Handler = Callable[[Conn, Any], Awaitable[None]]
@@ -77,7 +78,8 @@ async def serve(request: Request, ws: Websocket, session: Session, handle: Handl
     settings = ctx(request).settings
     protocol = request.protocol
     conn = Conn(session, ws.send, ws.close, settings.send_queue_bytes, settings.send_queue,
-                last_received=(lambda: getattr(protocol, "last_received", 0.0)))
+                last_received=(lambda: getattr(protocol, "last_received", 0.0)),
+                write_now=immediate_writer(ws))
     try:
         await node.hub.add(conn)
     except Exception as e:
