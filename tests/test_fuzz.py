@@ -17,6 +17,7 @@ from kefu.core.page import Bind, Ignored, SeedBind, TokenBind, parse_page_frame
 from kefu.core.push import PushTarget
 from kefu.errors import BadJson, KefuError
 from kefu.protocol import Identity, MarkRead, Message, Ping, SendMessage, Sync, ack_frame, parse, read_frame
+from kefu.push.lines import Lines
 from kefu.push.port import decide, looks_like_http
 
 FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -206,3 +207,32 @@ def test_http_detection_never_raises_and_never_takes_a_json_object_for_http(line
     http = looks_like_http(line)
     if line.strip().startswith(b"{"):
         assert not http
+
+
+def _lines_whole(stream: bytes, limit: int) -> list[bytes | None]:
+    """What cutting `stream` at its newlines gives, read all at once: the reference."""
+    *complete, last = stream.split(b"\n")
+    out: list[bytes | None] = [line if len(line) <= limit else None for line in complete]
+    if len(last) > limit:
+        out.append(None)  # cut off by the end, and over-long all the same
+    elif last.strip():
+        out.append(last)
+    return out
+
+
+@FUZZ
+@given(st.lists(st.binary(max_size=40) | st.sampled_from([b"\n", b"x" * 30, b"\n\n"]), max_size=30),
+       st.integers(min_value=1, max_value=24))
+@example([b"ab\ncd", b"ef\n"], 4)
+@example([b"x" * 5, b"x" * 5, b"\nok\n"], 4)  # over the limit only across chunks
+@example([b"abcd\n"], 4)  # exactly the limit
+@example([b"tail without newline"], 64)
+@example([b"      "], 4)  # a blank tail, but over-long
+def test_the_port_cuts_any_chunking_into_the_same_bounded_lines(chunks: list[bytes], limit: int) -> None:
+    lines = Lines(limit)
+    got: list[bytes | None] = []
+    for chunk in chunks:
+        got += lines.feed(chunk)
+        assert len(lines._part) <= limit  # an over-long line is never held whole
+    got += lines.end()
+    assert got == _lines_whole(b"".join(chunks), limit)

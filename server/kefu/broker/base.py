@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Protocol
 
@@ -29,6 +30,11 @@ class Broker(Protocol):
 
     async def publish(self, channels: tuple[str, ...], env: Envelope) -> list[int]:
         """Deliver to every node subscribed to each channel (in one round trip); per-channel counts."""
+        ...
+
+    def publish_soon(self, channels: tuple[str, ...], env: Envelope) -> asyncio.Future[list[int]]:
+        """`publish` without a coroutine (and the task a caller would need to run many at once):
+        the future of its counts, already done when the broker is in-process."""
         ...
 
     async def online(self, channel: str) -> bool:

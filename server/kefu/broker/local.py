@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from kefu.broker.base import OnEnvelope, OnGap
 from kefu.core.routing import Envelope
 
@@ -36,6 +38,11 @@ class LocalBroker:
 
     async def publish(self, channels: tuple[str, ...], env: Envelope) -> list[int]:
         return self.publish_now(channels, env)
+
+    def publish_soon(self, channels: tuple[str, ...], env: Envelope) -> asyncio.Future[list[int]]:
+        done = asyncio.get_running_loop().create_future()
+        done.set_result(self.publish_now(channels, env))
+        return done
 
     def publish_now(self, channels: tuple[str, ...], env: Envelope) -> list[int]:
         counts = []

@@ -125,8 +125,10 @@ class RedisBroker:
         await self._pubsub.unsubscribe(channel_key(self.prefix, channel))
 
     async def publish(self, channels: tuple[str, ...], env: Envelope) -> list[int]:
-        keys = [channel_key(self.prefix, channel) for channel in channels]
-        return await self._batches.publish(keys, env.dumps())
+        return await self.publish_soon(channels, env)
+
+    def publish_soon(self, channels: tuple[str, ...], env: Envelope) -> asyncio.Future[list[int]]:
+        return self._batches.publish([channel_key(self.prefix, channel) for channel in channels], env.dumps())
 
     async def online(self, channel: str) -> bool:
         counts = await self.redis.pubsub_numsub(channel_key(self.prefix, channel))

@@ -31,19 +31,22 @@ import contextlib
 import hmac
 import logging
 import re
+from collections import deque
 
 from kefu.config import Settings
 from kefu.core.push import PushError, PushTarget
 from kefu.errors import BadJson, translate
 from kefu.jsonio import load_object
 from kefu.push.commands import Command, parse_command
+from kefu.push.lines import Lines
 from kefu.push.service import PushService
 
 log = logging.getLogger(__name__)
 
 OK, FAIL = b"ok\n", b"fail\n"
 MAX_CONNECTIONS = 1024
-WINDOW = 64  # lines of one connection in flight at once
+WINDOW = 64  # pushes of one connection awaiting the broker at once
+READ_SIZE = 65536
 
 # `METHOD target HTTP/x`, and `Name: value` (a header line, should the request line be cut off).
 # A JSON line starts with `{` (after blanks), so neither can be mistaken for one.
@@ -136,103 +139,161 @@ class PushPort:
                 await asyncio.wait_for(writer.wait_closed(), 1)
 
     async def _lines(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """Read lines and answer them in order. Up to `WINDOW` pushes of one connection run at
-        once (a pipelining backend's pushes then share the broker's round trips); a command that
-        changes or reads state (join, leave, online, count) waits for everything before it, and
-        everything after it waits for it, so a pipelined `join` then push acts in that order."""
-        replies: asyncio.Queue[asyncio.Future[bytes] | None] = asyncio.Queue(WINDOW)
-        reading = asyncio.ensure_future(self._read_lines(reader, replies))
-        sending = asyncio.ensure_future(self._send_replies(replies, writer))
-        try:
-            done, _ = await asyncio.wait({reading, sending}, return_when=asyncio.FIRST_COMPLETED)
-            if reading in done:
-                reading.result()  # its error, if any, ends the connection
-                await replies.put(None)
-            await sending
-        finally:
-            for t in (reading, sending):
-                t.cancel()
-            while not replies.empty():
-                pending = replies.get_nowait()
-                if pending is not None:
-                    pending.cancel()
-
-    async def _read_lines(self, reader: asyncio.StreamReader,
-                          replies: asyncio.Queue[asyncio.Future[bytes] | None]) -> None:
+        """Read what arrives a chunk at a time, cut it into lines and answer them in order. Pushes
+        start at once, up to `WINDOW` of one connection awaiting the broker (a pipelining backend's
+        pushes then share its round trips); a command that changes or reads state (join, leave,
+        online, count) waits until everything before it is answered, and runs before anything
+        after it, so a pipelined `join` then push acts in that order."""
         idle = self.settings.push_idle_timeout
+        lines = Lines(self.settings.push_max_line)
+        replies = _Replies(writer, idle)
         first = True
-        while True:
-            try:
+        try:
+            while True:
                 async with asyncio.timeout(idle):  # not wait_for: it can swallow a cancellation
-                    line: bytes | None = await reader.readuntil(b"\n")
-            except asyncio.IncompleteReadError as e:  # EOF: a last line without newline still counts
-                if not e.partial.strip():
+                    data = await reader.read(READ_SIZE)
+                for line in lines.feed(data) if data else lines.end():
+                    if first and line is not None and line.strip():
+                        first = False
+                        if looks_like_http(line):
+                            log.warning("push port: an HTTP request arrived, closing the connection")
+                            return
+                    await self._take(line, replies)
+                await replies.flush()
+                if not data:
+                    await replies.settle()
                     return
-                line = e.partial if len(e.partial) <= self.settings.push_max_line else None
-                await self._take(line, replies)
-                return
-            except asyncio.LimitOverrunError as e:
-                async with asyncio.timeout(idle):
-                    await self._skip_line(reader, e.consumed)
-                line = None
-            if first and line is not None and line.strip():
-                first = False
-                if looks_like_http(line):
-                    log.warning("push port: an HTTP request arrived, closing the connection")
-                    return
-            await self._take(line, replies)
+        finally:
+            replies.abandon()
 
-    async def _take(self, line: bytes | None, replies: asyncio.Queue[asyncio.Future[bytes] | None]) -> None:
-        """Queue the reply to one line (None: one refused unread): a push starts at once, a
-        command runs alone, in its place."""
+    async def _take(self, line: bytes | None, replies: _Replies) -> None:
+        """Answer one line (None: one refused unread): a push starts at once, a command runs alone."""
         verdict = "over-long line" if line is None else decide(line.strip(), self.settings.push_secret)
         if isinstance(verdict, str):
             log.info("push line refused: %s", verdict)
-            await replies.put(self._answered(FAIL))
+            replies.add(FAIL)
         elif isinstance(verdict, PushTarget):
-            await replies.put(asyncio.ensure_future(self._run(verdict)))
-        else:
-            await replies.join()  # after everything before it …
-            await replies.put(self._answered(await self._run(verdict)))
-            await replies.join()  # … and before everything after it
-
-    async def _send_replies(self, replies: asyncio.Queue[asyncio.Future[bytes] | None],
-                            writer: asyncio.StreamWriter) -> None:
-        idle = self.settings.push_idle_timeout
-        while (pending := await replies.get()) is not None:
-            writer.write(await pending)
-            replies.task_done()
-            if replies.empty():
-                async with asyncio.timeout(idle):  # a client that never reads is dropped
-                    await writer.drain()
-        replies.task_done()
-
-    @staticmethod
-    def _answered(reply: bytes) -> asyncio.Future[bytes]:
-        done = asyncio.get_running_loop().create_future()
-        done.set_result(reply)
-        return done
-
-    @staticmethod
-    async def _skip_line(reader: asyncio.StreamReader, consumed: int) -> None:
-        """Drop an over-long line up to and including its newline, a buffer-full at a time."""
-        while True:
-            await reader.readexactly(consumed)
             try:
-                await reader.readuntil(b"\n")
-                return
-            except asyncio.LimitOverrunError as e:
-                consumed = e.consumed
+                counts = self.pushes.push_soon(verdict)
+            except Exception as e:
+                replies.add(_failed(e))
+            else:
+                replies.add(counts)
+                await replies.room()
+        else:
+            await replies.settle()
+            replies.add(await self._run(verdict))
+            # What the command's envelope set off on this node (a page's join of the group
+            # channel, a task already scheduled) runs before the next line does.
+            await asyncio.sleep(0)
 
     async def _run(self, verdict: Command) -> bytes:
         try:
             outcome = await self.pushes.run(verdict)
-        except Exception as e:  # the edge's last resort: any failure is `fail`, logged once
-            if translate(e) is None:
-                log.exception("push failed")
-            else:
-                log.warning("push failed: %s", e)
-            return FAIL
+        except Exception as e:
+            return _failed(e)
         if outcome.line is not None:
             return outcome.line
         return OK if outcome.ok else FAIL
+
+
+def _failed(e: BaseException) -> bytes:
+    """The edge's last resort: any failure is `fail`, logged once."""
+    if translate(e) is None:
+        log.error("push failed", exc_info=e)
+    else:
+        log.warning("push failed: %s", e)
+    return FAIL
+
+
+def _reply(counts: asyncio.Future[list[int]]) -> bytes:
+    """A push's reply from its broker counts (done): `ok` if some node holds a target socket."""
+    if counts.cancelled():
+        return FAIL
+    e = counts.exception()
+    if e is not None:
+        return _failed(e)
+    return OK if sum(counts.result()) > 0 else FAIL
+
+
+def _forget(counts: asyncio.Future[list[int]]) -> None:
+    if not counts.cancelled():
+        counts.exception()  # retrieved: a connection gone before its reply logs nothing
+
+
+class _Replies:
+    """One connection's replies, in line order. A reply whose line was answered at once and has
+    nothing pending before it is collected and written with the others of its chunk; the rest wait
+    in `pending` (a push's counts still to come, or what follows one) for a task that writes each
+    as its turn comes. A client that does not read for `idle` seconds is dropped."""
+
+    def __init__(self, writer: asyncio.StreamWriter, idle: float) -> None:
+        self._writer = writer
+        self._idle = idle
+        self._ready: list[bytes] = []
+        self._pending: deque[bytes | asyncio.Future[list[int]]] = deque()
+        self._moved = asyncio.Event()  # the writer task took a reply off `pending`
+        self._task: asyncio.Task[None] | None = None
+        self._broken: BaseException | None = None  # why the writer task gave up (the client stopped reading)
+
+    def add(self, reply: bytes | asyncio.Future[list[int]]) -> None:
+        if self._broken is not None:
+            raise self._broken
+        if not self._pending and (isinstance(reply, bytes) or reply.done()):
+            self._ready.append(reply if isinstance(reply, bytes) else _reply(reply))
+            return
+        self._pending.append(reply)
+        if self._task is None:
+            self._task = asyncio.create_task(self._write_pending())
+
+    async def room(self) -> None:
+        """Wait while `WINDOW` replies are pending (the client then stops being read)."""
+        while len(self._pending) >= WINDOW and self._broken is None:
+            await self.flush()
+            self._moved.clear()
+            await self._moved.wait()
+
+    async def flush(self) -> None:
+        """Write the collected replies; wait while the client does not take them."""
+        if self._ready:
+            self._writer.write(b"".join(self._ready))
+            self._ready.clear()
+            async with asyncio.timeout(self._idle):  # a client that never reads is dropped
+                await self._writer.drain()
+
+    async def settle(self) -> None:
+        """Every reply so far written (before a command runs, and at the end)."""
+        await self.flush()
+        while self._task is not None:
+            await asyncio.shield(self._task)
+        if self._broken is not None:
+            raise self._broken
+
+    def abandon(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        for reply in self._pending:
+            if not isinstance(reply, bytes):
+                reply.add_done_callback(_forget)
+
+    async def _write_pending(self) -> None:
+        try:
+            while self._pending:
+                head = self._pending[0]
+                if not isinstance(head, bytes) and not head.done():
+                    await asyncio.wait((head,))
+                out = []  # the head and every reply ready behind it: one write
+                while self._pending and (isinstance(self._pending[0], bytes) or self._pending[0].done()):
+                    reply = self._pending.popleft()
+                    out.append(reply if isinstance(reply, bytes) else _reply(reply))
+                self._moved.set()
+                self._writer.write(b"".join(out))
+                if not self._pending:
+                    async with asyncio.timeout(self._idle):
+                        await self._writer.drain()
+        except Exception as e:  # the client does not read, or is gone: the connection ends
+            self._broken = e
+            self._moved.set()
+            self._writer.close()
+        finally:
+            self._task = None

@@ -7,6 +7,7 @@ Every answer is about the moment of the request: pushes are not stored, so a pus
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +33,11 @@ class PushService:
 
     async def push(self, target: PushTarget) -> int:
         """Nodes that held a socket on one of the target's channels (the broker's counts)."""
-        return sum(await self.node.broker.publish(target.channels, target.envelope()))
+        return sum(await self.push_soon(target))
+
+    def push_soon(self, target: PushTarget) -> asyncio.Future[list[int]]:
+        """`push` as a future of the broker's counts: the port keeps many in flight, no task each."""
+        return self.node.broker.publish_soon(target.channels, target.envelope())
 
     async def change(self, c: GroupChange) -> int:
         """Remember the membership, then tell every node holding the uid's sockets."""
