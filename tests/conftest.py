@@ -88,3 +88,19 @@ async def browser() -> AsyncIterator[Browser]:
             yield b
         finally:
             await b.close()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed test shows the end of each of its kefu servers' logs, and whether it still runs:
+    in CI the artifacts directory is gone with the machine."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.when != "call" or not report.failed:
+        return
+    for name in ("deployment", "redis_deployment"):
+        d = getattr(item, "funcargs", {}).get(name)
+        if isinstance(d, Deployment):
+            for i, s in enumerate(d.servers):
+                state = "not started" if s.proc is None else f"exit code {s.proc.poll()}"
+                report.sections.append((f"kefu server {i} ({state}), last log lines", s.log_tail()))
