@@ -207,6 +207,9 @@ async def test_mysql_outage_mid_traffic(redis_cluster, mysql_proxy):
     await run_all(senders, [agent], 50, fault)
     rows = await asyncio.to_thread(settle, d, [*senders, agent])  # the proxy must keep running
     check([*senders, agent], rows)
+    # Stopped while the proxy still runs on this loop: a stop flushes through it (in the
+    # fixtures' teardown the loop no longer runs, and each stop waited 20 s for a kill).
+    await asyncio.to_thread(lambda: [s.stop() for s in d.servers])
 
 
 # ---- one defect each -------------------------------------------------------------------------------
