@@ -35,7 +35,7 @@ def raw_send(port: int, data: bytes, read: bool = True, abort: bool = False) -> 
         if abort:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
             return b""
-        s.settimeout(1.0)  # an answer comes at once; a keep-alive connection then just waits
+        s.settimeout(0.3)  # an answer comes at once; a keep-alive connection then just waits
         got = b""
         while read:
             try:
