@@ -216,6 +216,13 @@ def _reply(counts: asyncio.Future[list[int]]) -> bytes:
     return OK if sum(counts.result()) > 0 else FAIL
 
 
+def _known(reply: bytes | asyncio.Future[list[int]]) -> bytes | None:
+    """A reply's bytes if they are known now (a push's once its counts are in), else None."""
+    if isinstance(reply, bytes):
+        return reply
+    return _reply(reply) if reply.done() else None
+
+
 def _forget(counts: asyncio.Future[list[int]]) -> None:
     if not counts.cancelled():
         counts.exception()  # retrieved: a connection gone before its reply logs nothing
@@ -239,8 +246,8 @@ class _Replies:
     def add(self, reply: bytes | asyncio.Future[list[int]]) -> None:
         if self._broken is not None:
             raise self._broken
-        if not self._pending and (isinstance(reply, bytes) or reply.done()):
-            self._ready.append(reply if isinstance(reply, bytes) else _reply(reply))
+        if not self._pending and (now := _known(reply)) is not None:
+            self._ready.append(now)
             return
         self._pending.append(reply)
         if self._task is None:
@@ -283,9 +290,9 @@ class _Replies:
                 if not isinstance(head, bytes) and not head.done():
                     await asyncio.wait((head,))
                 out = []  # the head and every reply ready behind it: one write
-                while self._pending and (isinstance(self._pending[0], bytes) or self._pending[0].done()):
-                    reply = self._pending.popleft()
-                    out.append(reply if isinstance(reply, bytes) else _reply(reply))
+                while self._pending and (now := _known(self._pending[0])) is not None:
+                    self._pending.popleft()
+                    out.append(now)
                 self._moved.set()
                 self._writer.write(b"".join(out))
                 if not self._pending:
