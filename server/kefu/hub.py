@@ -85,8 +85,7 @@ class Conn:
         """Send or queue without waiting; overflow means the client is not reading."""
         if self.closing:
             return
-        draining = self._task is not None and not self._task.done()
-        if not draining and self._write_now is not None and self._write_now(text):
+        if not self._draining() and self._write_now is not None and self._write_now(text):
             return
         if len(self._queue) >= self._max_frames or self._queued_chars + len(text) > self._max_chars:
             self.close_soon(Close.SLOW_CONSUMER, "slow consumer")
@@ -94,9 +93,13 @@ class Conn:
         self._queued_chars += len(text)
         self._enqueue(text)
 
+    def _draining(self) -> bool:
+        """Frames wait in the queue or are in flight: a new one must go behind them."""
+        return self._task is not None and not self._task.done()
+
     def _enqueue(self, item: str | object) -> None:
         self._queue.append(item)
-        if self._task is None or self._task.done():
+        if not self._draining():
             self._task = asyncio.create_task(self._drain())
 
     def close_soon(self, code: int, reason: str) -> None:
