@@ -58,8 +58,10 @@ class MessageStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        # Built once, so SQLAlchemy compiles it once: the rows come as an executemany.
+        self._latest = self._upsert(conversations, None, "openid", ["last_message_id"])
 
-    def _upsert(self, table: sa.TableClause, values: list[dict], key: str,
+    def _upsert(self, table: sa.TableClause, values: dict | None, key: str,
                 greatest: Sequence[str]) -> sa.Insert:
         """INSERT … ON CONFLICT keeping the larger value of each `greatest` column."""
         return upsert(self.dialect, table, values, [key],
@@ -124,7 +126,7 @@ class MessageStore:
         # Sorted, so two writers lock conversation rows in the same order.
         rows_by_openid = [{"openid": o, "last_message_id": last[o]} for o in sorted(last)]
         if rows_by_openid:
-            await conn.execute(self._upsert(conversations, rows_by_openid, "openid", ["last_message_id"]))
+            await conn.execute(self._latest, rows_by_openid)
         return out
 
     async def mark_read(self, openid: str, by: Role, upto: int) -> int:
@@ -132,7 +134,7 @@ class MessageStore:
         col = READ_COLUMN[by].name
 
         async def run(conn: AsyncConnection) -> int:
-            await conn.execute(self._upsert(conversations, [{"openid": openid, col: upto}], "openid", [col]))
+            await conn.execute(self._upsert(conversations, {"openid": openid, col: upto}, "openid", [col]))
             return int(await conn.scalar(
                 sa.select(READ_COLUMN[by]).where(conversations.c.openid == openid)) or 0)
 

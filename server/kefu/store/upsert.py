@@ -21,16 +21,22 @@ from kefu.store.schema import meta
 Update = Any | Callable[[Any], Any]
 
 
-def upsert(dialect: str, table: sa.TableClause, values: dict[str, Any] | list[dict[str, Any]],
+def upsert(dialect: str, table: sa.TableClause, values: dict[str, Any] | None,
            keys: Sequence[str], update: Mapping[str, Update]) -> sa.Insert:
-    """Insert `values`; where a row with the same `keys` exists, set the `update` columns instead."""
+    """Insert `values`; where a row with the same `keys` exists, set the `update` columns instead.
+
+    With `values` None the rows are given to `execute` instead: one statement, compiled once and
+    run as an executemany, however many rows a batch has (a multi-row VALUES is compiled anew
+    for every batch, and that was most of a batch write's time)."""
     def resolved(proposed: Any) -> dict[str, Any]:
         return {k: (v(proposed) if callable(v) else v) for k, v in update.items()}
 
     if dialect == "mysql":
-        my = mysql.insert(table).values(values)
+        my = mysql.insert(table)
+        my = my if values is None else my.values(values)
         return my.on_duplicate_key_update(resolved(my.inserted))
-    lite = sqlite.insert(table).values(values)
+    lite = sqlite.insert(table)
+    lite = lite if values is None else lite.values(values)
     return lite.on_conflict_do_update(index_elements=list(keys), set_=resolved(lite.excluded))
 
 
