@@ -25,6 +25,7 @@ class Close(IntEnum):
 
     NORMAL = 1000
     GOING_AWAY = 1001  # server shutting down: reconnect with backoff
+    INVALID_DATA = 1007  # a text frame that is not UTF-8
     TOO_BIG = 1009  # frame over KEFU_MAX_FRAME_BYTES (sent by the WebSocket layer)
     INTERNAL = 1011  # a frame could not be sent (a server bug): reconnect
     RESYNC = 1012  # legacy sockets after a broker outage: reconnect, fan-out may have gaps

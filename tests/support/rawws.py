@@ -10,7 +10,7 @@ import struct
 import time
 from dataclasses import dataclass
 
-TEXT, CLOSE, PING = 0x1, 0x8, 0x9
+CONT, TEXT, CLOSE, PING, PONG = 0x0, 0x1, 0x8, 0x9, 0xA
 
 
 def handshake_request(path: str, host: str = "127.0.0.1", extra: str = "") -> bytes:
@@ -19,11 +19,11 @@ def handshake_request(path: str, host: str = "127.0.0.1", extra: str = "") -> by
             f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n").encode()
 
 
-def frame(opcode: int, payload: bytes) -> bytes:
-    """One final, masked client frame."""
+def frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
+    """One masked client frame (`fin` False: a fragment with more to come)."""
     mask = os.urandom(4)
     n = len(payload)
-    head = bytes([0x80 | opcode])
+    head = bytes([(0x80 if fin else 0) | opcode])
     if n < 126:
         head += bytes([0x80 | n])
     elif n < 65536:

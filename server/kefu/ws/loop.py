@@ -30,7 +30,7 @@ from kefu.core.session import Session
 from kefu.errors import Close, Internal, translate
 from kefu.hub import Conn
 from kefu.ws import admission
-from kefu.ws.transport import immediate_writer
+from kefu.ws.transport import immediate_writer, inbox_of
 
 log = logging.getLogger(__name__)
 Handler = Callable[[Conn, Any], Awaitable[None]]
@@ -77,6 +77,7 @@ async def serve(request: Request, ws: Websocket, session: Session, handle: Handl
     node = ctx(request).node
     settings = ctx(request).settings
     protocol = request.protocol
+    inbox = inbox_of(request)
     conn = Conn(session, ws.send, ws.close, settings.send_queue_bytes, settings.send_queue,
                 last_received=(lambda: getattr(protocol, "last_received", 0.0)),
                 write_now=immediate_writer(ws))
@@ -92,11 +93,10 @@ async def serve(request: Request, ws: Websocket, session: Session, handle: Handl
         conn.apply(session.open())
         if opened is not None:
             opened(conn)
-        while True:
-            data = await ws.recv()
-            # Once closing, keep reading (and dropping) until the close handshake completes: an
-            # unread frame would stall Sanic's reader, and the peer's close reply behind it (1006).
-            if data is None or conn.closing:
+        while (data := await inbox.get()) is not None:
+            # Once closing, keep reading (and dropping) until the close handshake completes: a
+            # full inbox would stop reading, and the peer's close reply behind it (1006).
+            if conn.closing:
                 continue
             metrics.FRAMES_IN.inc()
             actions, req = session.receive(data, time.monotonic())

@@ -17,6 +17,11 @@
 - **Writing a frame at once** (`immediate_writer`): Sanic's `send` takes a lock and awaits the
   transport for every frame, which costs a task switch per frame; while nothing else is writing and
   the transport takes bytes, the frame is framed and written in the caller's step instead.
+- **Reading frames at once** (ws/inbox.py): once upgraded, received bytes are parsed in
+  `data_received` and whole messages put in the socket's `Inbox`, instead of Sanic's task, lock
+  and assembler per chunk and task per `recv`. What websockets answers by itself (a pong, the
+  close reply) is written at once, as Sanic would; reading pauses while the inbox is full or the
+  transport will not take those answers. A text message that is not UTF-8 closes with 1007.
 """
 
 from __future__ import annotations
@@ -25,13 +30,20 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sanic import Websocket
+from sanic import Request, Websocket
 from sanic.exceptions import RequestTimeout
 from sanic.http.constants import Stage
+from sanic.server.protocols.base_protocol import SanicProtocol
 from sanic.server.protocols.websocket_protocol import WebSocketProtocol
+from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
 from kefu.core.admission import Slot
+from kefu.errors import Close
+from kefu.ws.inbox import Inbox
+
+# Why reading is paused (bits): the inbox is full, or the transport holds too much unsent.
+_INBOX_FULL, _WRITES_BLOCKED = 1, 2
 
 
 def _receiving(http: Any) -> bool:
@@ -47,18 +59,29 @@ def _body_pending(http: Any) -> bool:
 
 
 class KefuWebSocketProtocol(WebSocketProtocol):
-    __slots__ = ("_deadline_hit", "_request_started", "last_received", "socket_slot")
+    __slots__ = ("_deadline_hit", "_holds", "_request_started", "inbox", "last_received", "socket_slot")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.last_received = time.monotonic()
         self.socket_slot: Slot | None = None
+        self.inbox: Inbox | None = None
+        self._holds = 0
         self._deadline_hit = False
         self._request_started = self.last_received
+
+    async def websocket_handshake(self, request: Request, subprotocols: Any = None) -> Websocket:
+        ws = await super().websocket_handshake(request, subprotocols)
+        # No await since Sanic set `self.websocket`: no byte has gone to its reader.
+        self.inbox = Inbox(lambda on: self._hold_reading(_INBOX_FULL, on))
+        return ws
 
     def data_received(self, data: bytes) -> None:
         now = time.monotonic()
         self.last_received = now
+        if self.inbox is not None and self.websocket is not None:
+            self._frames_received(self.websocket, data)
+            return
         http = getattr(self, "_http", None)
         if self.websocket is None and http is not None and not _receiving(http):
             self._request_started = now  # the first byte of a request
@@ -95,6 +118,72 @@ class KefuWebSocketProtocol(WebSocketProtocol):
             handle.cancel()
             self._callback_check_timeouts = self.loop.call_later(remaining + 0.02, self.check_timeouts)
 
+    def _frames_received(self, ws: Websocket, data: bytes) -> None:
+        proto = ws.ws_proto
+        proto.receive_data(data)
+        self._answer(ws, proto.data_to_send())
+        self._dispatch(ws, proto.events_received())
+
+    def _dispatch(self, ws: Websocket, events: list[Any]) -> None:
+        inbox = self.inbox
+        assert inbox is not None
+        for event in events:
+            if not isinstance(event, Frame):
+                continue
+            op = event.opcode
+            if op is Opcode.CLOSE:
+                inbox.end()
+            elif op is Opcode.PONG:
+                _pong(ws, bytes(event.data))
+            elif op is not Opcode.PING:  # websockets has queued the pong already
+                try:
+                    inbox.put(event)
+                except UnicodeDecodeError:
+                    inbox.end()
+                    ws.fail_connection(Close.INVALID_DATA, "invalid UTF-8")
+                    return
+
+    def _answer(self, ws: Websocket, out: list[bytes]) -> None:
+        """Write what websockets answered by itself, as Sanic's reader task would (an empty chunk
+        means: the closing handshake is done, end the TCP connection)."""
+        if not out or ws.ws_proto.state not in (State.OPEN, State.CLOSING):
+            return
+        transport = self.transport
+        for data in out:
+            if not data:
+                _data_finished(ws, self)
+            elif transport is not None and not transport.is_closing():
+                transport.write(data)
+        if not self._can_write.is_set():
+            self._hold_reading(_WRITES_BLOCKED, True)  # a client pinging without reading the pongs
+
+    def _hold_reading(self, reason: int, on: bool) -> None:
+        before = self._holds
+        self._holds = before | reason if on else before & ~reason
+        transport = self.transport
+        if transport is None or transport.is_closing() or bool(before) == bool(self._holds):
+            return
+        if self._holds:
+            transport.pause_reading()
+        else:
+            transport.resume_reading()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._holds & _WRITES_BLOCKED:
+            self._hold_reading(_WRITES_BLOCKED, False)
+
+    def eof_received(self) -> bool | None:
+        ws, inbox = self.websocket, self.inbox
+        if ws is None or inbox is None:
+            return super().eof_received()
+        ws.ws_proto.receive_eof()
+        self._answer(ws, ws.ws_proto.data_to_send())
+        self._dispatch(ws, ws.ws_proto.events_received())
+        inbox.end()
+        _data_finished(ws, self)
+        return False
+
     def hold_slot(self, slot: Slot) -> None:
         self.release_slot()  # a failed handshake earlier on this keep-alive connection
         self.socket_slot = slot
@@ -108,7 +197,39 @@ class KefuWebSocketProtocol(WebSocketProtocol):
         try:
             super().connection_lost(exc)
         finally:
+            if self.inbox is not None:
+                self.inbox.end()
             self.release_slot()
+
+
+def inbox_of(request: Request) -> Inbox:
+    """The inbox of an upgraded request's connection."""
+    protocol = request.protocol
+    assert isinstance(protocol, KefuWebSocketProtocol) and protocol.inbox is not None
+    return protocol.inbox
+
+
+def _data_finished(ws: Websocket, io_proto: SanicProtocol) -> None:
+    """The end of the data phase, as Sanic's websocket handles it: its auto-closer ends the TCP
+    connection, or, without one, the protocol closes."""
+    finished = ws.data_finished_fut
+    if (ws.auto_closer_task and not ws.auto_closer_task.done() and finished is not None
+            and not finished.done()):
+        finished.set_result(None)
+    else:
+        SanicProtocol.close(io_proto, timeout=1.0)
+
+
+def _pong(ws: Websocket, data: bytes) -> None:
+    """Settle the pings (`ws.ping()`) this pong answers: the one it names and all before it."""
+    if data not in ws.pings:
+        return
+    for ping_id in list(ws.pings):
+        waiter = ws.pings.pop(ping_id)
+        if not waiter.done():
+            waiter.set_result(None)
+        if ping_id == data:
+            return
 
 
 def immediate_writer(ws: Websocket) -> Callable[[str], bool]:
