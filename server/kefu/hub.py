@@ -33,7 +33,11 @@ class Conn:
     """A frame goes straight to the socket (`write_now`) while nothing waits before it and the
     socket takes bytes: no task switch per frame. Otherwise it is queued, and a drain task (made
     only then, gone when the queue is empty) sends the queue in order through `send`; an idle
-    socket holds no task of its own."""
+    socket holds no task of its own, and no queue (an empty deque is 0.7 KiB: made only while frames
+    wait)."""
+
+    __slots__ = ("_after_drain", "_close", "_closer", "_max_chars", "_max_frames", "_queue", "_queued_chars",
+                 "_send", "_task", "_work", "_write_now", "closing", "last_received", "session")
 
     def __init__(self, session: Session, send: SendText, close: CloseFn, max_chars: int,
                  max_frames: int, last_received: Callable[[], float] | None = None,
@@ -45,17 +49,19 @@ class Conn:
         self._close = close
         self._max_chars = max_chars
         self._max_frames = max_frames
-        self._queue: deque[str | object] = deque()
+        self._queue: deque[str | object] | None = None
         self._queued_chars = 0
         self._task: asyncio.Task[None] | None = None  # the drain, while frames wait or are in flight
         self.closing = False
         self._after_drain: tuple[int, str] = (Close.NORMAL, "")
         self._closer: asyncio.Task[None] | None = None
-        self._work: set[asyncio.Task[None]] = set()
+        self._work: set[asyncio.Task[None]] | None = None
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """Run request work beside the receive loop; cancelled when the socket ends."""
         task = asyncio.create_task(work)
+        if self._work is None:
+            self._work = set()
         self._work.add(task)
         task.add_done_callback(self._work.discard)
 
@@ -87,7 +93,8 @@ class Conn:
             return
         if not self._draining() and self._write_now is not None and self._write_now(text):
             return
-        if len(self._queue) >= self._max_frames or self._queued_chars + len(text) > self._max_chars:
+        if ((self._queue is not None and len(self._queue) >= self._max_frames)
+                or self._queued_chars + len(text) > self._max_chars):
             self.close_soon(Close.SLOW_CONSUMER, "slow consumer")
             return
         self._queued_chars += len(text)
@@ -98,6 +105,8 @@ class Conn:
         return self._task is not None and not self._task.done()
 
     def _enqueue(self, item: str | object) -> None:
+        if self._queue is None:
+            self._queue = deque()
         self._queue.append(item)
         if not self._draining():
             self._task = asyncio.create_task(self._drain())
@@ -112,7 +121,7 @@ class Conn:
         if code == Close.SLOW_CONSUMER:
             if self._task is not None:
                 self._task.cancel()
-            self._queue.clear()
+            self._queue = None
             self._closer = asyncio.create_task(self._close(code, reason))
             return
         self._after_drain = (code, reason)
@@ -128,16 +137,17 @@ class Conn:
                 assert isinstance(item, str)
                 self._queued_chars -= len(item)
                 await self._send(item)
+            self._queue = None  # empty: an idle socket keeps no deque
         except asyncio.CancelledError:
             raise
         except Exception as e:  # the socket is gone; the handler's receive loop notices and cleans up
             log.debug("send failed: %s", e)
             self.closing = True  # nothing more is sent on it
-            self._queue.clear()
+            self._queue = None
 
     async def stop(self, grace: float = 5.0) -> None:
         """Finish a close already under way (its queued frames, then the close frame), else cut."""
-        for t in list(self._work):
+        for t in list(self._work or ()):
             t.cancel()
         pending = [t for t in (self._task, self._closer) if t is not None and not t.done()]
         if self.closing and pending:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import codecs
-from collections import deque
 from collections.abc import Callable
 
 from websockets.frames import Frame, Opcode
@@ -30,12 +29,15 @@ _UTF8 = codecs.getincrementaldecoder("utf-8")
 
 
 class Inbox:
-    __slots__ = ("_decoder", "_depth", "_ended", "_held", "_hold", "_parts", "_ready", "_waiter")
+    __slots__ = ("_decoder", "_depth", "_ended", "_head", "_held", "_hold", "_parts", "_ready", "_waiter")
 
     def __init__(self, hold: Callable[[bool], None], depth: int = 16) -> None:
         self._hold = hold
         self._depth = depth
-        self._ready: deque[Message] = deque()
+        # A list read from `_head` on (an empty deque is 0.7 KiB on every idle socket; a list
+        # gives its memory back when cleared).
+        self._ready: list[Message] = []
+        self._head = 0
         self._waiter: asyncio.Future[None] | None = None
         self._ended = False
         self._held = False
@@ -63,7 +65,7 @@ class Inbox:
 
     def _ready_one(self, message: Message) -> None:
         self._ready.append(message)
-        if not self._held and len(self._ready) > self._depth:
+        if not self._held and len(self._ready) - self._head > self._depth:
             self._held = True
             self._hold(True)
         self._wake()
@@ -73,6 +75,7 @@ class Inbox:
         still waiting is dropped (nothing can be answered on a closing socket)."""
         self._ended = True
         self._ready.clear()
+        self._head = 0
         self._parts = None
         self._wake()
 
@@ -83,7 +86,7 @@ class Inbox:
 
     async def get(self) -> Message | None:
         """The next message, or None once the inbox has ended."""
-        while not self._ready:
+        while self._head == len(self._ready):
             if self._ended:
                 return None
             self._waiter = asyncio.get_running_loop().create_future()
@@ -91,8 +94,12 @@ class Inbox:
                 await self._waiter
             finally:
                 self._waiter = None
-        message = self._ready.popleft()
-        if self._held and len(self._ready) <= self._depth // 2:
+        message = self._ready[self._head]
+        self._head += 1
+        if self._head == len(self._ready):
+            self._ready.clear()
+            self._head = 0
+        if self._held and len(self._ready) - self._head <= self._depth // 2:
             self._held = False
             self._hold(False)
         return message

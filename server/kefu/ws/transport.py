@@ -72,8 +72,12 @@ class KefuWebSocketProtocol(WebSocketProtocol):
 
     async def websocket_handshake(self, request: Request, subprotocols: Any = None) -> Websocket:
         ws = await super().websocket_handshake(request, subprotocols)
-        # No await since Sanic set `self.websocket`: no byte has gone to its reader.
+        # No await since Sanic set `self.websocket`: no byte has gone to its reader. Its frame
+        # assembler is never used, and is 5 KiB an idle socket would keep (a queue, two events);
+        # nor is the event that wakes an HTTP body's reader (Sanic checks it for None).
         self.inbox = Inbox(lambda on: self._hold_reading(_INBOX_FULL, on))
+        ws.assembler = None
+        self._data_received = None  # type: ignore[assignment]
         return ws
 
     def data_received(self, data: bytes) -> None:
