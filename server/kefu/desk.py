@@ -180,6 +180,12 @@ class Desk:
         self.background.spawn(self._assign_waiting(openid), "assigning a reopened conversation")
         return frame
 
+    def user_wrote(self, openid: str) -> None:
+        """Check the conversation in the background, unless nothing can change: a held or
+        known-waiting conversation costs no task per message."""
+        if not self._settled(openid):
+            self.background.spawn(self.on_user_message(openid), "assigning a conversation")
+
     async def on_user_message(self, openid: str) -> None:
         """A user wrote: a resolved conversation reopens; a waiting one is assigned if anyone can.
 

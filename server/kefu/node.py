@@ -147,7 +147,7 @@ class Node:
         if not result.dup:
             metrics.MESSAGES_ACCEPTED.labels(who.role).inc()
             if who.role == "user":
-                self.desk.background.spawn(self.desk.on_user_message(req.openid), "assigning a conversation")
+                self.desk.user_wrote(req.openid)
             elif self.on_reply is not None:
                 self.on_reply(result)
         return result
@@ -159,8 +159,7 @@ class Node:
         if not result.dup:
             metrics.MESSAGES_ACCEPTED.labels("user").inc()
             if entry.for_user:
-                self.desk.background.spawn(self.desk.on_user_message(entry.openid),
-                                           "assigning a conversation")
+                self.desk.user_wrote(entry.openid)
         return result
 
     async def note(self, who: Identity, req: Note, origin: str = "") -> Accepted:
