@@ -64,14 +64,20 @@ async def test_the_inbox_joins_fragments_decodes_across_them_and_holds_reading_w
     assert await ended.get() is None
 
 
-@embedded_only
-async def test_a_fragmented_message_is_one_message_and_pings_get_their_pongs(server):
-    server.create_agent("ann")
-    agent = await WsClient.connect(server.ws_url, server.agent_token("ann"))
-    token, openid = server.user_token("fragments")
+async def _agent_and_raw_user(server, agent: str, user: str) -> tuple[WsClient, RawWs, str]:
+    """An agent's socket, and a user's raw socket past its hello."""
+    server.create_agent(agent)
+    ws = await WsClient.connect(server.ws_url, server.agent_token(agent))
+    token, openid = server.user_token(user)
     raw = RawWs.connect(server.port, f"/ws?token={token}&v=2")
     assert raw.status == 101
     assert json.loads(raw.read_frame().payload)["cmd"] == "hello"
+    return ws, raw, openid
+
+
+@embedded_only
+async def test_a_fragmented_message_is_one_message_and_pings_get_their_pongs(server):
+    agent, raw, openid = await _agent_and_raw_user(server, "ann", "fragments")
 
     raw.send_ping(b"are you there")
     pong = raw.read_frame()
@@ -91,11 +97,7 @@ async def test_a_fragmented_message_is_one_message_and_pings_get_their_pongs(ser
 
 @embedded_only
 async def test_text_that_is_not_utf8_closes_1007_and_no_other_socket_notices(server):
-    server.create_agent("bob")
-    agent = await WsClient.connect(server.ws_url, server.agent_token("bob"))
-    token, _ = server.user_token("garbled")
-    raw = RawWs.connect(server.port, f"/ws?token={token}&v=2")
-    raw.read_frame()  # hello
+    agent, raw, _ = await _agent_and_raw_user(server, "bob", "garbled")
     raw.sock.sendall(frame(TEXT, b'{"msg":"\xff\xfe","type":2,"cmid":"bad"}'))
     code, frames_before = raw.read_until_close()
     assert (code, frames_before) == (1007, 0)
