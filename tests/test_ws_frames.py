@@ -9,6 +9,7 @@ import asyncio
 import json
 import threading
 import time
+import tracemalloc
 
 import httpx
 import pytest
@@ -73,6 +74,23 @@ async def _agent_and_raw_user(server, agent: str, user: str) -> tuple[WsClient, 
     assert raw.status == 101
     assert json.loads(raw.read_frame().payload)["cmd"] == "hello"
     return ws, raw, openid
+
+
+async def test_the_inbox_keeps_nothing_its_reader_has_taken_when_it_never_runs_empty():
+    """A client that keeps a message always waiting (pipelining faster than the loop drains):
+    what was read must be let go, or memory grows with every message."""
+    inbox = Inbox(lambda on: None)
+    inbox.put(Frame(Opcode.BINARY, bytearray(1000)))  # each put copies it into a new message
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(20_000):  # 20 MB pass through; one message waits all along
+            inbox.put(Frame(Opcode.BINARY, bytearray(1000)))
+            assert await inbox.get() == bytes(1000)
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 200_000
 
 
 @embedded_only
