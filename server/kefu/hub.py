@@ -146,11 +146,13 @@ class Conn:
             self._queue = None
 
     async def stop(self, grace: float = 5.0) -> None:
-        """Finish a close already under way (its queued frames, then the close frame), else cut."""
+        """Finish a close already under way (its queued frames, then the close frame), else cut.
+        Nothing is sent after it (an ack whose message settles later is dropped)."""
         for t in list(self._work or ()):
             t.cancel()
         pending = [t for t in (self._task, self._closer) if t is not None and not t.done()]
-        if self.closing and pending:
+        was_closing, self.closing = self.closing, True
+        if was_closing and pending:
             await asyncio.wait(pending, timeout=grace)
         for t in pending:
             t.cancel()

@@ -130,44 +130,62 @@ class Node:
 
     # ---- messages ------------------------------------------------------------------------------
 
-    async def accept(self, who: Identity, req: SendMessage, origin: str = "") -> Accepted:
-        """Durable, relayed and with its id when this returns (or `Unavailable`). An agent may
-        answer a conversation they hold or one nobody holds (admins: any); a user's message
-        reopens or assigns their conversation (off the ack's path)."""
+    def submit(self, who: Identity, req: SendMessage, origin: str = "",
+               image: dict[str, Any] | None = None) -> asyncio.Future[Accepted]:
+        """A message on its way into the journal (`Journal.submit`). An agent may answer a
+        conversation they hold or one nobody holds (admins: any); a user's message reopens or
+        assigns their conversation once accepted, off the ack's path. A picture comes fetched
+        (`accept`)."""
         if who.role == "agent":
             self.desk.check_may_answer(who, req.openid, req.cmid)
-        kind, meta = "text", None
-        if req.image is not None:
-            if self.media is None:
-                raise BadRequest("pictures are not enabled on this server", cmid=req.cmid)
-            kind, meta = "image", {"image": await self.media.for_message(req.image, req.openid, who)}
+        kind, meta = ("image", {"image": image}) if image is not None else ("text", None)
         entry = draft(ts=now_ms(), openid=req.openid, sender=who.role, msg=req.msg, agent_id=who.agent_id,
                       agent=who.agent_name, cmid=req.cmid, kind=kind, meta=meta)
-        result = await self.journal.accept(entry, origin)
-        if not result.dup:
-            metrics.MESSAGES_ACCEPTED.labels(who.role).inc()
-            if who.role == "user":
-                self.desk.user_wrote(req.openid)
-            elif self.on_reply is not None:
-                self.on_reply(result)
-        return result
+        return self._followed(self.journal.submit(entry, origin))
+
+    async def accept(self, who: Identity, req: SendMessage, origin: str = "") -> Accepted:
+        """`submit`, awaited, for a message with a picture too: durable, relayed and with its id
+        when this returns (or `Unavailable`)."""
+        image = None
+        if req.image is not None:
+            if who.role == "agent":  # before fetching it; `submit` checks again after
+                self.desk.check_may_answer(who, req.openid, req.cmid)
+            if self.media is None:
+                raise BadRequest("pictures are not enabled on this server", cmid=req.cmid)
+            image = await self.media.for_message(req.image, req.openid, who)
+        return await asyncio.shield(self.submit(who, req, origin, image))
 
     async def accept_inbound(self, entry: Message) -> Accepted:
         """A user's message that came by another channel than a socket (WeChat's customer-service
         chat): stored, relayed and assigned exactly like one from the user's socket."""
-        result = await self.journal.accept(entry, "")
-        if not result.dup:
-            metrics.MESSAGES_ACCEPTED.labels("user").inc()
-            if entry.for_user:
-                self.desk.user_wrote(entry.openid)
-        return result
+        return await asyncio.shield(self._followed(self.journal.submit(entry, "")))
 
-    async def note(self, who: Identity, req: Note, origin: str = "") -> Accepted:
-        """A private note: stored and relayed like a message, but only ever to agents."""
+    def _followed(self, fut: asyncio.Future[Accepted]) -> asyncio.Future[Accepted]:
+        """Attach what follows a new message: it runs before the ack, whose callback comes after."""
+        fut.add_done_callback(self._on_accepted)
+        return fut
+
+    def _on_accepted(self, fut: asyncio.Future[Accepted]) -> None:
+        if fut.cancelled() or fut.exception() is not None:
+            return
+        result = fut.result()
+        if result.dup:
+            return
+        m = result.message
+        metrics.MESSAGES_ACCEPTED.labels(m.sender).inc()
+        if m.sender == "user":
+            if m.for_user:
+                self.desk.user_wrote(m.openid)
+        elif self.on_reply is not None:
+            self.on_reply(result)
+
+    def note(self, who: Identity, req: Note, origin: str = "") -> asyncio.Future[Accepted]:
+        """A private note: stored and relayed like a message (`Journal.submit`), but only ever
+        to agents."""
         self.desk.check_may_answer(who, req.openid, req.cmid)
         entry = draft(ts=now_ms(), openid=req.openid, sender="agent", msg=req.msg, agent_id=who.agent_id,
                       agent=who.agent_name, cmid=req.cmid, kind="note")
-        return await self.journal.accept(entry, origin)
+        return self.journal.submit(entry, origin)
 
     async def typing(self, who: Identity, req: Typing, origin: str = "") -> None:
         """Relayed to the other side of that conversation only; never stored."""

@@ -53,10 +53,16 @@ class Journal(Protocol):
     async def stop(self, timeout: float) -> None:
         """Stop taking messages and flush what was accepted (within `timeout` seconds)."""
         ...
-    async def accept(self, draft: Message, origin: str) -> Accepted:
-        """Make `draft` durable under a fresh id and relay it, or return the earlier message of
-        the same sender and cmid; raises `Unavailable` when neither can be done."""
+    def submit(self, draft: Message, origin: str) -> asyncio.Future[Accepted]:
+        """Start making `draft` durable under a fresh id and relaying it; the future resolves once
+        both are done, or to the earlier message of the same sender and cmid, or fails with
+        `Unavailable` when neither can be done (also raised at once when the journal is closed or
+        full). A future, not a coroutine: a socket's ack is sent from its callback, with no task
+        per message. Never cancel it: other waiters (a resend joined to it) share it."""
         ...
+    async def accept(self, draft: Message, origin: str) -> Accepted:
+        """`submit`, awaited; cancelling the caller leaves the message's fate unchanged."""
+        return await asyncio.shield(self.submit(draft, origin))
     async def snapshot(self, openid: str | None, after: int) -> Snapshot: ...
 
 

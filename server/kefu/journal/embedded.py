@@ -23,7 +23,7 @@ from kefu.broker.local import LocalBroker
 from kefu.core.routing import AGENTS, audiences, message_envelope
 from kefu.core.session import Accepted
 from kefu.errors import Unavailable
-from kefu.journal.base import Snapshot, counts_agents, delivered_by, write_until_stored
+from kefu.journal.base import Journal, Snapshot, counts_agents, delivered_by, write_until_stored
 from kefu.protocol import Message, user_channel
 from kefu.store.messages import MessageStore
 
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 Key = tuple[str, str]
 
 
-class EmbeddedJournal:
+class EmbeddedJournal(Journal):
     def __init__(self, store: MessageStore, broker: LocalBroker, batch: int, max_backoff: float,
                  dedupe_ttl: int, max_pending: int = 100_000, cache_max: int = 200_000) -> None:
         self.store = store
@@ -54,25 +54,27 @@ class EmbeddedJournal:
         self._next = await self.store.max_id()
         self._task = asyncio.create_task(self._run())
 
-    async def accept(self, draft: Message, origin: str) -> Accepted:
+    def submit(self, draft: Message, origin: str) -> asyncio.Future[Accepted]:
         key = (draft.sender_key, draft.cmid) if draft.cmid is not None else None
+        fut: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
         if key is not None:
             self._evict(draft.ts)
             hit = self._cache.get(key)
-            if hit is not None:
-                done = hit if isinstance(hit, Accepted) else await asyncio.shield(hit)
-                return Accepted(done.message, done.delivered, dup=True)
+            if isinstance(hit, Accepted):
+                fut.set_result(_as_dup(hit))
+                return fut
+            if hit is not None:  # the original still waits for its commit: answer when it does
+                hit.add_done_callback(lambda original: _resolve_as_dup(fut, original))
+                return fut
         if self._closed or len(self._queue) >= self.max_pending:
             raise Unavailable("the server is shutting down or its queue is full; resend later")
         self._next += 1
-        m = draft.with_id(self._next)
-        fut: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
-        self._queue.append((m, origin, fut))
+        self._queue.append((draft.with_id(self._next), origin, fut))
         metrics.JOURNAL_PENDING.inc()
         if key is not None:
             self._cache[key] = fut
         self._wake.set()
-        return await asyncio.shield(fut)
+        return fut
 
     def _evict(self, now_ms: int) -> None:
         """Drop cache entries past the dedupe window or over the cap; never one still waiting
@@ -148,3 +150,19 @@ class EmbeddedJournal:
             for _, _, fut in self._queue:
                 if not fut.done():
                     fut.set_exception(Unavailable("server shutting down; resend it"))
+
+
+def _as_dup(original: Accepted) -> Accepted:
+    return Accepted(original.message, original.delivered, dup=True)
+
+
+def _resolve_as_dup(fut: asyncio.Future[Accepted], original: asyncio.Future[Accepted]) -> None:
+    """A resend joined to its original: the same outcome, as a duplicate."""
+    if fut.done():
+        return
+    if original.cancelled():
+        fut.set_exception(Unavailable("message not stored, resend it"))
+    elif (e := original.exception()) is not None:
+        fut.set_exception(e)
+    else:
+        fut.set_result(_as_dup(original.result()))

@@ -39,7 +39,7 @@ from kefu.broker.redis import channel_key
 from kefu.core.routing import audiences, conversation_channels, message_envelope, resync_envelope
 from kefu.core.session import Accepted
 from kefu.errors import Unavailable, is_infrastructure
-from kefu.journal.base import Snapshot, counts_agents, wire_tail, write_until_stored
+from kefu.journal.base import Journal, Snapshot, counts_agents, wire_tail, write_until_stored
 from kefu.protocol import Message
 from kefu.store.messages import MessageStore
 
@@ -158,7 +158,7 @@ def _entry_message(fields: dict[bytes | str, bytes | str]) -> tuple[Message, boo
     return Message.from_wire(jsonio.load_object(fields[b"m"])), fields.get(b"d") == b"1"
 
 
-class RedisJournal:
+class RedisJournal(Journal):
     def __init__(self, redis: Redis, prefix: str, store: MessageStore, batch: int, max_backoff: float,
                  claim_idle_ms: int, dedupe_ttl: int, max_pending: int = 100_000) -> None:
         self.redis = redis
@@ -226,13 +226,13 @@ class RedisJournal:
 
     # ---- accepting -----------------------------------------------------------------------------
 
-    async def accept(self, draft: Message, origin: str) -> Accepted:
+    def submit(self, draft: Message, origin: str) -> asyncio.Future[Accepted]:
         if self._closed or len(self._unstored) + len(self._intake) >= self.max_pending:
             raise Unavailable("the server is shutting down or cannot store messages now; resend later")
         fut: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
         self._intake.append(_Intake(draft, origin, fut))
         self._intake_wake.set()
-        return await asyncio.shield(fut)
+        return fut
 
     async def _run_intake(self) -> None:
         """One script call at a time; whatever arrives meanwhile goes into the next one."""

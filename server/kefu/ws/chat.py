@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable
 
 from sanic import Request, Websocket
 
 from kefu.auth import request_token
 from kefu.context import ctx
-from kefu.core.session import Session
+from kefu.core.session import Accepted, Session
 from kefu.errors import Close, translate
 from kefu.hub import Conn
 from kefu.node import Node
@@ -26,7 +27,7 @@ from kefu.protocol import (
     Typing,
 )
 from kefu.store.tokens import digest
-from kefu.ws.loop import in_background, serve, socket_edge
+from kefu.ws.loop import in_background, serve, socket_edge, when_settled
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +53,13 @@ async def chat_socket(request: Request, ws: Websocket) -> None:
                       digest(token), node.epoch, team=node.desk.team)
 
     async def handle(conn: Conn, req: ClientFrame) -> None:
-        if isinstance(req, SendMessage):
-            in_background(conn, _accept(node, conn, req), req.cmid)  # the next frame is read while it waits
+        # A message's ack waits for durability while the next frames are read.
+        if isinstance(req, SendMessage) and req.image is None:
+            when_settled(conn, lambda: node.submit(who, req, session.conn_id), _ack(conn, req), req.cmid)
+        elif isinstance(req, SendMessage):
+            in_background(conn, _accept_picture(node, conn, req), req.cmid)
+        elif isinstance(req, Note):
+            when_settled(conn, lambda: node.note(who, req, session.conn_id), _ack(conn, req), req.cmid)
         elif isinstance(req, Sync):
             messages, more = await node.since(who, req.after, req.limit, everything=session.desk)
             conn.apply(session.synced(req.after, messages, more))
@@ -61,8 +67,6 @@ async def chat_socket(request: Request, ws: Websocket) -> None:
             await node.mark_read(who, req.openid, req.upto, session.conn_id)
         elif isinstance(req, Typing):
             await node.typing(who, req, session.conn_id)
-        elif isinstance(req, Note):
-            in_background(conn, _accept(node, conn, req), req.cmid)
         else:
             await _desk_request(node, conn, req)
 
@@ -73,10 +77,13 @@ async def chat_socket(request: Request, ws: Websocket) -> None:
             node.desk.background.spawn(node.desk.left(who), "announcing an agent offline")
 
 
-async def _accept(node: Node, conn: Conn, req: SendMessage | Note) -> None:
-    who, origin = conn.session.who, conn.session.conn_id
-    accepted = await (node.note(who, req, origin) if isinstance(req, Note) else node.accept(who, req, origin))
-    conn.apply(conn.session.accepted(req, accepted))
+def _ack(conn: Conn, req: SendMessage | Note) -> Callable[[Accepted], None]:
+    return lambda accepted: conn.apply(conn.session.accepted(req, accepted))
+
+
+async def _accept_picture(node: Node, conn: Conn, req: SendMessage) -> None:
+    """A picture is fetched and checked before its message goes to the journal: a task of its own."""
+    _ack(conn, req)(await node.accept(conn.session.who, req, conn.session.conn_id))
 
 
 async def _desk_request(node: Node, conn: Conn, req: ClientFrame) -> None:

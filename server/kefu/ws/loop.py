@@ -18,7 +18,7 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from sanic import Request, Websocket
 from sanic.exceptions import WebsocketClosed
@@ -35,6 +35,7 @@ from kefu.ws.transport import immediate_writer, inbox_of
 log = logging.getLogger(__name__)
 Handler = Callable[[Conn, Any], Awaitable[None]]
 SocketHandler = Callable[[Request, Websocket], Awaitable[None]]
+T = TypeVar("T")
 
 
 def socket_edge(handler: SocketHandler) -> SocketHandler:
@@ -127,3 +128,25 @@ def in_background(conn: Conn, work: Awaitable[None], cmid: str | None = None) ->
             failure(conn, e, cmid)
 
     conn.spawn(run())
+
+
+def when_settled(conn: Conn, start: Callable[[], asyncio.Future[T]], then: Callable[[T], None],
+                 cmid: str | None = None) -> None:
+    """`in_background` for work that is a future already (a message in the journal): `then` runs
+    in its done callback, so no task is made. A failure, raised by `start` or later, is reported
+    on the socket the same way."""
+    try:
+        fut = start()
+    except Exception as e:
+        failure(conn, e, cmid)
+        return
+
+    def settled(f: asyncio.Future[T]) -> None:
+        try:
+            then(f.result())
+        except asyncio.CancelledError:
+            pass
+        except Exception as e:
+            failure(conn, e, cmid)
+
+    fut.add_done_callback(settled)

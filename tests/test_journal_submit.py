@@ -1,0 +1,89 @@
+"""The embedded journal's futures, driven without sockets or a database: a resend answers with
+its original's outcome — at once once it is durable, when it settles while it is still waiting
+for its commit — and a closed journal refuses new messages but still answers resends."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from kefu.broker.local import LocalBroker
+from kefu.errors import Unavailable
+from kefu.journal.base import draft
+from kefu.journal.embedded import EmbeddedJournal
+from kefu.protocol import Message
+from kefu.store.messages import Written
+
+
+class GatedStore:
+    """Holds every batch write until `gate` opens; reports the ids in `collide` as taken."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.collide: set[int] = set()
+        self.written: list[int] = []
+
+    async def max_id(self) -> int:
+        return 0
+
+    async def write(self, rows: list[tuple[Message, bool]], since: int) -> Written:
+        await self.gate.wait()
+        ids = [m.id for m, _ in rows]
+        self.written += [i for i in ids if i not in self.collide]
+        return Written(collisions=[i for i in ids if i in self.collide])
+
+
+def _message(cmid: str, text: str = "hi") -> Message:
+    return draft(ts=1_700_000_000_000, openid="o-1", sender="user", msg=text, cmid=cmid)
+
+
+async def _journal(store: GatedStore) -> EmbeddedJournal:
+    broker = LocalBroker()
+    await broker.start(lambda channel, env: None, lambda: None)
+    journal = EmbeddedJournal(store, broker, batch=100, max_backoff=0.1, dedupe_ttl=60)  # type: ignore[arg-type]
+    await journal.start()
+    return journal
+
+
+async def test_a_resend_waiting_on_its_original_settles_with_it_as_a_duplicate():
+    store = GatedStore()
+    journal = await _journal(store)
+    first = journal.submit(_message("c-1"), "")
+    resend = journal.submit(_message("c-1"), "")
+    other = journal.submit(_message("c-2"), "")
+    await asyncio.sleep(0.05)
+    assert not (first.done() or resend.done() or other.done())  # nothing is answered before its commit
+
+    store.gate.set()
+    original, dup, second = await asyncio.gather(first, resend, other)
+    assert (original.message.id, original.dup) == (1, False)
+    assert (dup.message.id, dup.message.ts, dup.dup) == (1, original.message.ts, True)
+    assert (second.message.id, second.dup) == (2, False)
+    assert store.written == [1, 2]  # the resend took no id and no row
+
+    later = journal.submit(_message("c-1"), "")
+    assert later.done() and later.result().dup and later.result().message.id == 1  # from the cache
+    await journal.stop(1)
+
+
+async def test_a_resend_of_a_message_that_failed_fails_too_and_a_closed_journal_still_answers_resends():
+    store = GatedStore()
+    store.collide = {1}
+    journal = await _journal(store)
+    first = journal.submit(_message("c-1"), "")
+    resend = journal.submit(_message("c-1"), "")
+    stored = journal.submit(_message("c-2"), "")
+    store.gate.set()
+    for fut in (first, resend):
+        with pytest.raises(Unavailable):
+            await fut
+    assert (await stored).message.id == 2
+
+    retry = journal.submit(_message("c-1"), "")  # the failed one left no cache entry behind
+    assert not (await retry).dup and (await retry).message.id == 3
+
+    await journal.stop(1)
+    with pytest.raises(Unavailable):
+        journal.submit(_message("c-3"), "")
+    assert journal.submit(_message("c-2"), "").result().dup
