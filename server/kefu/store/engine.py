@@ -7,11 +7,16 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+SQLITE_POOL = 8
+
 
 def make_engine(url: str) -> AsyncEngine:
     if url.startswith("sqlite"):
         Path(url.split(":///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": 10})
+        # A fixed set of connections, each an aiosqlite thread: beyond the pool, callers wait for
+        # one rather than open (a thread, the file, the pragmas) and close another per checkout,
+        # which a burst of new conversations' desk checks did thousands of times a second.
+        engine = create_async_engine(url, connect_args={"timeout": 10}, pool_size=SQLITE_POOL, max_overflow=0)
 
         @sa.event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
