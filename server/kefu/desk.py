@@ -52,6 +52,8 @@ def event_text(event: str, by: dict[str, Any] | None, to: dict[str, Any] | None,
     return f"{text}: {note}" if note else text
 
 
+CONCURRENT_CHECKS = 4
+
 class Desk:
     def __init__(self, *, store: DeskStore, presence: PresenceStore, broker: Broker,
                  local_channels: Callable[[], Any], accept: Accept, default_limit: int,
@@ -67,6 +69,9 @@ class Desk:
         self._lock = asyncio.Lock()  # this node assigns one conversation at a time
         self.background = Background(log, "desk")
         self._checking: dict[str, bool] = {}  # conversations being checked → a message came meanwhile
+        # Checks at once, each a database connection: a burst of new conversations waits here
+        # rather than take every connection the message writer and readers also need.
+        self._check_slots = asyncio.Semaphore(CONCURRENT_CHECKS)
 
     async def start(self) -> None:
         await self.broker.subscribe(DESK)
@@ -200,7 +205,8 @@ class Desk:
         self._checking[openid] = False
         try:
             while True:
-                await self._check(openid)
+                async with self._check_slots:
+                    await self._check(openid)
                 if not self._checking[openid] or self._settled(openid):
                     return
                 self._checking[openid] = False
