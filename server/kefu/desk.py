@@ -30,6 +30,7 @@ from kefu.store.presence import PresenceStore
 log = logging.getLogger(__name__)
 Accept = Callable[[Message, str], Awaitable[Accepted]]
 QUEUE_DRAIN = 50  # conversations looked at per drain of the queue
+CONCURRENT_CHECKS = 4  # conversation checks at once (each holds a database connection)
 
 
 def _ref(agent_id: int | None, name: str | None) -> dict[str, Any] | None:
@@ -51,8 +52,6 @@ def event_text(event: str, by: dict[str, Any] | None, to: dict[str, Any] | None,
     }.get(event, event)
     return f"{text}: {note}" if note else text
 
-
-CONCURRENT_CHECKS = 4
 
 class Desk:
     def __init__(self, *, store: DeskStore, presence: PresenceStore, broker: Broker,

@@ -13,7 +13,7 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 from kefu import jsonio, metrics
 from kefu.broker.base import Broker
@@ -22,6 +22,7 @@ from kefu.core.session import Action, CloseWith, Send, Session
 from kefu.errors import Close
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 SendText = Callable[[str], Coroutine[Any, Any, None]]
 WriteNow = Callable[[str], bool]  # write a frame at once if nothing is in the way; False: it was not
@@ -55,15 +56,16 @@ class Conn:
         self.closing = False
         self._after_drain: tuple[int, str] = (Close.NORMAL, "")
         self._closer: asyncio.Task[None] | None = None
-        self._work: set[asyncio.Task[None]] | None = None
+        self._work: set[asyncio.Task[Any]] | None = None
 
-    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+    def spawn(self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         """Run request work beside the receive loop; cancelled when the socket ends."""
         task = asyncio.create_task(work)
         if self._work is None:
             self._work = set()
         self._work.add(task)
         task.add_done_callback(self._work.discard)
+        return task
 
     def apply(self, actions: Iterable[Action], encoded: dict[int, str] | None = None) -> None:
         """Carry out a session's decisions. `encoded` shares each frame's text between sockets."""

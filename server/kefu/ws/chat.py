@@ -27,7 +27,7 @@ from kefu.protocol import (
     Typing,
 )
 from kefu.store.tokens import digest
-from kefu.ws.loop import in_background, serve, socket_edge, when_settled
+from kefu.ws.loop import serve, socket_edge, when_settled
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +56,9 @@ async def chat_socket(request: Request, ws: Websocket) -> None:
         # A message's ack waits for durability while the next frames are read.
         if isinstance(req, SendMessage) and req.image is None:
             when_settled(conn, lambda: node.submit(who, req, session.conn_id), _ack(conn, req), req.cmid)
-        elif isinstance(req, SendMessage):
-            in_background(conn, _accept_picture(node, conn, req), req.cmid)
+        elif isinstance(req, SendMessage):  # a picture is fetched and checked first: a task
+            accepting = node.accept(who, req, session.conn_id)
+            when_settled(conn, lambda: conn.spawn(accepting), _ack(conn, req), req.cmid)
         elif isinstance(req, Note):
             when_settled(conn, lambda: node.note(who, req, session.conn_id), _ack(conn, req), req.cmid)
         elif isinstance(req, Sync):
@@ -80,10 +81,6 @@ async def chat_socket(request: Request, ws: Websocket) -> None:
 def _ack(conn: Conn, req: SendMessage | Note) -> Callable[[Accepted], None]:
     return lambda accepted: conn.apply(conn.session.accepted(req, accepted))
 
-
-async def _accept_picture(node: Node, conn: Conn, req: SendMessage) -> None:
-    """A picture is fetched and checked before its message goes to the journal: a task of its own."""
-    _ack(conn, req)(await node.accept(conn.session.who, req, conn.session.conn_id))
 
 
 async def _desk_request(node: Node, conn: Conn, req: ClientFrame) -> None:

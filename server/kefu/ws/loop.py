@@ -116,25 +116,12 @@ async def serve(request: Request, ws: Websocket, session: Session, handle: Handl
         await conn.stop()
 
 
-def in_background(conn: Conn, work: Awaitable[None], cmid: str | None = None) -> None:
-    """Run `work` beside the receive loop (a message waits for durability while the next frame is
-    read); its failure is reported on the socket like any other."""
-    async def run() -> None:
-        try:
-            await work
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:
-            failure(conn, e, cmid)
-
-    conn.spawn(run())
-
-
 def when_settled(conn: Conn, start: Callable[[], asyncio.Future[T]], then: Callable[[T], None],
                  cmid: str | None = None) -> None:
-    """`in_background` for work that is a future already (a message in the journal): `then` runs
-    in its done callback, so no task is made. A failure, raised by `start` or later, is reported
-    on the socket the same way."""
+    """Run request work beside the receive loop (a message waits for durability while the next
+    frame is read): `start` returns its future — the journal's, or a task from `conn.spawn` for
+    work that must await first — and `then` runs in its done callback. A failure, raised by
+    `start` or later, is reported on the socket like any other; `cmid` names the message."""
     try:
         fut = start()
     except Exception as e:
