@@ -12,6 +12,8 @@ import httpx
 import pytest
 from websockets.exceptions import InvalidStatus
 
+from tests.support import services
+from tests.support.proxy import CuttableProxy
 from tests.support.pushpages import (
     OTHER_SECRET,
     page,
@@ -258,6 +260,34 @@ async def test_groups_counts_and_online_across_two_processes(redis_deployment):
     await eventually(lambda: _assert_count(one, "vip", 1))
     assert await port.send({"kefu": "count", "group": "vip"}) == '{"count":1}\n'
     await port.close()
+
+
+async def test_a_group_change_is_in_effect_on_every_node_once_answered(redis_deployment):
+    """The uid's page is on a node whose Redis is 50 ms away: a join answered on another node has
+    already put it in the group there (a push right after reaches it, the count counts it), and a
+    leave has taken it out (the next push to the group fails)."""
+    far = CuttableProxy(services.REDIS_HOST, services.REDIS_PORT, lag=0.05)
+    await far.start()
+    try:
+        near = redis_deployment.server(**push_env())
+        # started from a thread: the proxy runs on this test's event loop
+        distant = await asyncio.to_thread(redis_deployment.server, **push_env(),
+                                          REDIS_URL=services.redis_url_via(far.port))
+        p = await signed_page(distant, "42")
+        port = await PushClient.connect(push_port(near))
+        for n in range(3):
+            assert await port.send({"kefu": "join", "uid": "42", "group": "vip"}) == "ok\n"
+            assert await port.send({"group": "vip", "n": n}) == "ok\n"
+            assert await port.send({"kefu": "count", "group": "vip"}) == '{"count":1}\n'
+            assert await port.send({"kefu": "leave", "uid": "42", "group": "vip"}) == "ok\n"
+            assert await port.send({"group": "vip", "n": -1}) == "fail\n"
+            assert await port.send({"kefu": "count", "group": "vip"}) == '{"count":0}\n'
+        seen = [await p.recv() for _ in range(3 * 3)]
+        assert [f["data"]["n"] if f["cmd"] == "push" else f["cmd"] for f in seen] == \
+            ["joined", 0, "left", "joined", 1, "left", "joined", 2, "left"]
+        await port.close()
+    finally:
+        await far.cut()
 
 
 async def test_the_sdk_is_served_to_any_origin(deployment):

@@ -199,7 +199,8 @@ class Hub:
         self._all: set[Conn] = set()
 
     async def add(self, conn: Conn) -> None:
-        """Subscribe the socket's channels; if the broker refuses one, undo the others and raise."""
+        """Subscribe the socket's channels and return once the broker has them in effect (a publish
+        from any node reaches the socket); if the broker refuses one, undo the others and raise."""
         chans = conn.session.channels
         done: list[str] = []
         try:
@@ -211,6 +212,8 @@ class Hub:
                         members = self.channels[ch] = set()
                     members.add(conn)
                 done.append(ch)
+            if chans:
+                await self.broker.settled()
         except BaseException:
             await self._leave(conn, done)
             raise
@@ -230,7 +233,7 @@ class Hub:
     async def join(self, conn: Conn, chans: Iterable[str]) -> None:
         """Subscribe more channels for a socket already here (a page joining a group while bound);
         the session lists them in `channels` first, so that `remove` takes them off again. A socket
-        that is going (or gone) joins nothing."""
+        that is going (or gone) joins nothing. Like `add`, returns once the broker has them."""
         for ch in chans:
             async with self._locks.hold(ch):
                 if conn not in self._all:
@@ -241,10 +244,13 @@ class Hub:
                     members = self.channels[ch] = set()
                 members.add(conn)
         self.unbound.discard(conn)
+        await self.broker.settled()
 
     async def leave(self, conn: Conn, chans: Iterable[str]) -> None:
-        """Unsubscribe some of a socket's channels (a page leaving a group); it stays here."""
+        """Unsubscribe some of a socket's channels (a page leaving a group); it stays here.
+        Returns once a publish on them no longer counts this node (if no other socket holds them)."""
         await self._leave(conn, chans)
+        await self.broker.settled()
 
     async def _leave(self, conn: Conn, chans: Iterable[str]) -> None:
         for ch in chans:

@@ -94,7 +94,7 @@ async def start(self: Context) -> None:
     counts: GroupCounts = (LocalCounts(channels) if redis is None
                            else RedisCounts(redis, s.redis_prefix, channels))
     self.pushes = PushService(self.node, groups, counts)
-    await counts.start()
+    await self.pushes.start()
     if s.push_seed_binds:
         log.warning(SEED_WARNING)
     if not s.push_bind_secret:
@@ -128,7 +128,7 @@ async def stop(self: Context) -> None:
     await self.qr.stop()
     if self.oa is not None and self.oa is not self.wechat:
         await self.oa.aclose()
-    await self.pushes.counts.stop()
+    await self.pushes.stop()
     self.node.on_reply = None
     self.node.on_agent_typing = None
     await self.cs.stop()

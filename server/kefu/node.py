@@ -11,10 +11,12 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from kefu import metrics
+from kefu.asks import Asks
 from kefu.broker.base import Broker
 from kefu.core.push import push_envelope
 from kefu.core.routing import (
@@ -76,6 +78,8 @@ class Node:
         self.tokens = tokens
         self.limits = limits
         self.hub = Hub(broker)
+        self.node_id = uuid.uuid4().hex[:16]
+        self.asks = Asks(broker, self.node_id)
         self.desk = Desk(store=DeskStore(messages.engine), presence=presence or MemoryPresence(),
                          broker=broker, local_channels=lambda: self.hub.channels, accept=self.journal.accept,
                          default_limit=assign_limit, auto_assign=auto_assign)
@@ -87,21 +91,31 @@ class Node:
         #: forwards what a user who is not connected should still get); must not block.
         self.on_reply: Callable[[Accepted], None] | None = None
         self.on_agent_typing: Callable[[Identity, str], None] | None = None
+        #: Called with a uid's channel and its `group` envelope (push/service.py follows it and
+        #: answers the asker); must not block.
+        self.on_group_change: Callable[[str, Envelope], None] | None = None
 
     async def start(self) -> None:
         self.epoch = await self.messages.epoch()
         await self.broker.start(self._on_envelope, self._on_gap)
+        await self.asks.start()
         await self.journal.start()
         await self.desk.start()
         self._sweeper = asyncio.create_task(self._sweep_idle())
 
     def _on_envelope(self, channel: str, env: Envelope) -> None:
-        """Desk changes update this node's team cache, then go to its agent sockets."""
+        """Desk changes update this node's team cache, then go to its agent sockets; answers and
+        group changes are the node's, not its sockets'."""
         if channel == DESK:
             self.desk.team.apply(env.frame)
             self.hub.on_envelope(AGENTS, env)
-            return
-        self.hub.on_envelope(channel, env)
+        elif env.kind == "answer":
+            self.asks.answered(env.frame)
+        elif env.kind == "group":
+            if self.on_group_change is not None:
+                self.on_group_change(channel, env)
+        else:
+            self.hub.on_envelope(channel, env)
 
     def _on_gap(self) -> None:
         self.hub.on_gap()

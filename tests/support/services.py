@@ -9,6 +9,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
 
 import pymysql
 import redis
@@ -17,6 +18,13 @@ from redis.asyncio import Redis as AsyncRedis
 MYSQL_HOST = os.environ.get("KEFU_TEST_MYSQL_HOST", "127.0.0.1")
 MYSQL_PORT = int(os.environ.get("KEFU_TEST_MYSQL_PORT", "3306"))
 REDIS_URL_BASE = os.environ.get("KEFU_TEST_REDIS", "redis://127.0.0.1:6379/0")
+REDIS_HOST = urlsplit(REDIS_URL_BASE).hostname or "127.0.0.1"
+REDIS_PORT = urlsplit(REDIS_URL_BASE).port or 6379
+
+
+def redis_url_via(port: int) -> str:
+    """The tests' Redis database, reached through a proxy on 127.0.0.1:`port`."""
+    return f"redis://127.0.0.1:{port}{urlsplit(REDIS_URL_BASE).path}"
 RUN_ID = uuid.uuid4().hex[:8]
 
 

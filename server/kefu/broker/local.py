@@ -29,6 +29,9 @@ class LocalBroker:
     async def unsubscribe(self, channel: str) -> None:
         self._channels.discard(channel)
 
+    async def settled(self) -> None:
+        pass  # in-process: a subscription is in effect when `subscribe` returns
+
     async def online(self, channel: str) -> bool:
         return channel in self._channels
 

@@ -6,6 +6,11 @@ reconnects and subscribes again; envelopes published meanwhile are gone, so once
 are confirmed again (a PING on the same connection, answered after them) the hub is told there was a
 gap and every socket on this node is asked to sync (docs/architecture.md, "No silent gaps").
 
+A subscribe or unsubscribe is sent without waiting for Redis's confirmation; `settled` waits for
+it: a PING on the subscription connection is answered after every command sent before it (callers
+that arrive together share one). So a page is told it is bound, and a group change is answered,
+only once a publish from any node reaches (or no longer reaches) this node.
+
 Publishes are batched: those made while a pipeline is in flight go out together in the next one,
 in the order they were made, so a burst of pushes costs one round trip per batch, not one each.
 """
@@ -23,7 +28,7 @@ from redis.exceptions import RedisError
 from kefu import metrics
 from kefu.broker.base import OnEnvelope, OnGap
 from kefu.core.routing import Envelope
-from kefu.errors import BadJson
+from kefu.errors import BadJson, Unavailable
 
 try:  # what redis-py's hiredis parser answers while no whole response is buffered
     from redis._parsers.hiredis import NOT_ENOUGH_DATA as _NOT_ENOUGH_DATA
@@ -34,6 +39,13 @@ log = logging.getLogger(__name__)
 
 
 MAX_BATCH = 64  # publishes in one pipeline
+SETTLE_TIMEOUT = 5.0  # seconds `settled` waits for Redis before answering `Unavailable`
+_SETTLED = b"kefu-settled-"  # the payload of a `settled` PING (the reconnect PING has none)
+
+
+def _retrieved(fut: asyncio.Future[None]) -> None:
+    if not fut.cancelled():
+        fut.exception()  # a barrier whose waiters all gave up logs nothing at collection
 
 
 def channel_key(prefix: str, channel: str) -> str:
@@ -103,6 +115,9 @@ class RedisBroker:
         self._on_envelope: OnEnvelope | None = None
         self._on_gap: OnGap | None = None
         self._connected = False
+        self._next_ping: asyncio.Future[None] | None = None  # the barrier the next PING sends
+        self._pings: dict[bytes, asyncio.Future[None]] = {}  # PINGs sent, by payload
+        self._ping_seq = 0
 
     @property
     def connected(self) -> bool:
@@ -117,6 +132,7 @@ class RedisBroker:
 
     async def stop(self) -> None:
         await self._batches.stop()
+        self._release_pings(cancel=True)
         if self._reader:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -129,6 +145,49 @@ class RedisBroker:
 
     async def unsubscribe(self, channel: str) -> None:
         await self._pubsub.unsubscribe(channel_key(self.prefix, channel))
+
+    async def settled(self) -> None:
+        try:
+            async with asyncio.timeout(SETTLE_TIMEOUT):
+                barrier = self._next_ping
+                if barrier is None:
+                    barrier = self._next_ping = asyncio.get_running_loop().create_future()
+                    barrier.add_done_callback(_retrieved)
+                    try:
+                        await asyncio.sleep(0)  # whoever subscribes in this tick shares the PING
+                    finally:
+                        self._next_ping = None
+                    await self._ping(barrier)
+                await asyncio.shield(barrier)
+        except TimeoutError:
+            raise Unavailable("the broker did not confirm a subscription in time") from None
+
+    async def _ping(self, barrier: asyncio.Future[None]) -> None:
+        """Send the PING whose PONG settles `barrier`; if it cannot be sent, every waiter hears so."""
+        self._ping_seq += 1
+        payload = _SETTLED + str(self._ping_seq).encode()
+        self._pings[payload] = barrier
+        try:
+            await self._pubsub.ping(payload)
+        except BaseException as e:
+            self._pings.pop(payload, None)
+            if not barrier.done():
+                barrier.set_exception(Unavailable(f"the broker is unreachable: {e!r}"))
+            if not isinstance(e, (RedisError, OSError)):
+                raise
+
+    def _settle(self, payload: bytes) -> None:
+        barrier = self._pings.pop(payload, None)
+        if barrier is not None and not barrier.done():
+            barrier.set_result(None)
+
+    def _release_pings(self, cancel: bool = False) -> None:
+        """The connection was restored (redis-py subscribed every channel again, confirmed before
+        the reconnect's PONG), or the broker stops: nobody waits for a PONG that will not come."""
+        for barrier in self._pings.values():
+            if not barrier.done():
+                barrier.cancel() if cancel else barrier.set_result(None)
+        self._pings.clear()
 
     async def publish(self, channels: tuple[str, ...], env: Envelope) -> list[int]:
         return await self.publish_soon(channels, env)
@@ -150,8 +209,12 @@ class RedisBroker:
                     await self._pubsub.ping()
                     confirming = True
                 while msg is not None:
-                    if msg["type"] == "pong" and confirming:
+                    pong = msg["data"] if msg["type"] == "pong" else None
+                    if isinstance(pong, bytes) and pong.startswith(_SETTLED):
+                        self._settle(pong)
+                    elif pong is not None and confirming:
                         self._connected, confirming = True, False
+                        self._release_pings()
                         metrics.BROKER_RECONNECTS.inc()
                         log.info("broker connection restored; asking this node's sockets to sync")
                         if self._on_gap:

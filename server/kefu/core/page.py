@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from kefu.core.push import (
     MAX_GROUPS,
@@ -37,6 +37,9 @@ from kefu.core.session import Action, CloseWith, Limits, Send, Session
 from kefu.errors import BadFrame, BadJson, Close, TooLarge, UnknownCmd
 from kefu.jsonio import load_object
 from kefu.protocol import Identity, Ping
+
+if TYPE_CHECKING:
+    import asyncio
 
 MAX_PAGE_FRAME = 4096  # a QR bind frame is ~150 bytes, a bind token with a few groups ~400
 PAGE = Identity(role="page")  # type: ignore[arg-type]  # not a token identity: pages are anonymous
@@ -125,7 +128,8 @@ class Binding:
     groups: tuple[str, ...] = field(default=())
 
 
-GroupHook = Callable[[str, str], None]
+#: Makes the socket join or leave a group (I/O: its subscriptions), as a task that ends once done.
+GroupHook = Callable[[str, str], "asyncio.Task[None]"]
 
 
 class PageSession(Session):
@@ -134,8 +138,9 @@ class PageSession(Session):
         super().__init__(PAGE, conn_id, v2, limits, now)
         self.bare_text = bare_text
         self.binding: Binding | None = None
-        #: Called with ("join" | "leave", group) when the backend changes this uid's groups; the
-        #: handler changes the socket's subscriptions (I/O), then calls `joined` / `left`.
+        #: Called with ("join" | "leave", group) when the backend changes this uid's groups
+        #: (push/service.py); the handler changes the socket's subscriptions (I/O), then calls
+        #: `joined` / `left`.
         self.on_group: GroupHook | None = None
 
     @property
@@ -220,10 +225,6 @@ class PageSession(Session):
             return [Send(env.frame)]
         if env.kind == "page_push":  # {"cmd": "push", "to", "data"}: the SDK's form, or just data
             return [Send(env.frame if b.how == "token" else env.frame["data"])]
-        if env.kind == "group" and b.how != "qr" and self.on_group is not None:
-            op, group = env.frame.get("op"), env.frame.get("group")
-            if op in ("join", "leave") and isinstance(group, str):
-                self.on_group(op, group)
         return []
 
     def gap(self) -> list[Action]:

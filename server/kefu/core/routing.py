@@ -22,7 +22,7 @@ AGENTS = "agents"
 DESK = "desk"
 
 Kind = Literal["message", "read", "kick", "push", "resync", "typing", "conversation", "presence",
-               "page_push", "group"]
+               "page_push", "group", "answer"]
 
 
 @dataclass(frozen=True, slots=True)

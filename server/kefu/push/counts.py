@@ -55,6 +55,10 @@ class GroupCounts(Protocol):
 
     async def count(self, group: str) -> int: ...
 
+    async def flush(self) -> None:
+        """This node's changed counts written now (before a group change is answered)."""
+        ...
+
 
 class LocalCounts:
     def __init__(self, channels: LocalChannels) -> None:
@@ -71,6 +75,9 @@ class LocalCounts:
 
     async def count(self, group: str) -> int:
         return len(self._channels().get(group_channel(group), ()))
+
+    async def flush(self) -> None:
+        pass
 
 
 class RedisCounts:

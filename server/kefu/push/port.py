@@ -182,10 +182,7 @@ class PushPort:
                 await replies.room()
         else:
             await replies.settle()
-            replies.add(await self._run(verdict))
-            # What the command's envelope set off on this node (a page's join of the group
-            # channel, a task already scheduled) runs before the next line does.
-            await asyncio.sleep(0)
+            replies.add(await self._run(verdict))  # a join or leave is in effect everywhere by now
 
     async def _run(self, verdict: Command) -> bytes:
         try:

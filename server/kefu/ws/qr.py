@@ -101,8 +101,8 @@ def page_socket(bare_text: bool) -> SocketHandler:
         def opened(conn: Conn) -> None:
             conn.spawn(_bind_deadline(conn, session, settings.qr_bind_timeout))
 
-            def on_group(op: str, group: str) -> None:
-                conn.spawn(_change_group(conn, session, pushes, changing, op, group))
+            def on_group(op: str, group: str) -> asyncio.Task[None]:
+                return conn.spawn(_change_group(conn, session, pushes, changing, op, group))
 
             session.on_group = on_group
 
