@@ -16,7 +16,7 @@ from kefu.journal.embedded import EmbeddedJournal
 from kefu.journal.redis import RedisJournal
 from kefu.node import Node
 from kefu.store.accounts import AccountStore, PasswordHashing
-from kefu.store.engine import make_engine
+from kefu.store.engine import SqliteThread, make_engine
 from kefu.store.messages import MessageStore
 from kefu.store.presence import RedisPresence
 from kefu.store.tokens import AgentCheckedTokens, RedisTokenStore, SqlTokenStore
@@ -31,6 +31,8 @@ class Engines:
 
     async def close(self) -> None:
         await self.db.dispose()
+        if self.node.messages.writer is not None:
+            await self.node.messages.writer.close()
         if self.redis is not None:
             await self.redis.aclose()
 
@@ -43,7 +45,7 @@ def limits_of(s: Settings) -> Limits:
 
 def build(s: Settings) -> Engines:
     db = make_engine(s.database_url)
-    messages = MessageStore(db)
+    messages = MessageStore(db, SqliteThread(s.sync_database_url) if db.dialect.name == "sqlite" else None)
     accounts = AccountStore(db, PasswordHashing(s.password_hash_concurrency, s.password_hash_queue))
     if s.redis_url:
         # A blocking pool queues a burst for a free connection instead of failing it outright.

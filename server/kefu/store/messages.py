@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from kefu import jsonio, metrics
 from kefu.protocol import USER_KINDS, Message, Role
-from kefu.store.retry import in_transaction
+from kefu.store.engine import SqliteThread
+from kefu.store.retry import in_transaction, retrying
 from kefu.store.schema import conversations, messages, meta
+from kefu.store.sqlite_batch import SqliteBatch
 from kefu.store.upsert import insert_ignore, larger, made_once, upsert
 
 log = logging.getLogger(__name__)
@@ -54,9 +57,51 @@ class Written:
     collisions: list[int] = field(default_factory=list)
 
 
+class BatchStatements(Protocol):
+    """What a batch write asks of the database, in one transaction; rows have attribute access."""
+
+    def stored(self, ids: Sequence[int]) -> Iterable[Any]:
+        """id, sender_key, cmid, body of those of `ids` already stored."""
+        ...
+
+    def earlier(self, keys: Sequence[tuple[str, str]], since_ms: int) -> Iterable[Any]:
+        """sender_key, cmid, id, ts, delivered of messages under these (sender key, cmid) since then."""
+        ...
+
+    def insert(self, rows: Sequence[dict[str, Any]]) -> None: ...
+
+    def latest(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Raise each conversation's last_message_id to the one given (never lower it)."""
+        ...
+
+
+class _CoreBatch:
+    """The batch statements in SQLAlchemy Core, each compiled once (MySQL; rows as an executemany)."""
+
+    def __init__(self, conn: sa.Connection, latest: sa.Insert) -> None:
+        self.conn = conn
+        self._latest = latest
+
+    def stored(self, ids: Sequence[int]) -> Iterable[Any]:
+        return self.conn.execute(sa.select(messages.c.id, messages.c.sender_key, messages.c.cmid,
+                                           messages.c.body).where(messages.c.id.in_(list(ids))))
+
+    def earlier(self, keys: Sequence[tuple[str, str]], since_ms: int) -> Iterable[Any]:
+        return self.conn.execute(sa.select(messages.c.sender_key, messages.c.cmid, messages.c.id,
+                                           messages.c.ts, messages.c.delivered).where(
+            sa.tuple_(messages.c.sender_key, messages.c.cmid).in_(list(keys)), messages.c.ts >= since_ms))
+
+    def insert(self, rows: Sequence[dict[str, Any]]) -> None:
+        self.conn.execute(sa.insert(messages), list(rows))
+
+    def latest(self, rows: Sequence[dict[str, Any]]) -> None:
+        self.conn.execute(self._latest, list(rows))
+
+
 class MessageStore:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, writer: SqliteThread | None = None) -> None:
         self.engine = engine
+        self.writer = writer
         self.dialect = engine.dialect.name
         # Built once, so SQLAlchemy compiles it once: the rows come as an executemany.
         self._latest = self._upsert(conversations, None, "openid", ["last_message_id"])
@@ -76,19 +121,25 @@ class MessageStore:
         With `dedupe_since_ms` (the embedded engine), a message whose sender already has a stored
         message with the same cmid at or after that time is not stored: it is reported in
         `Written.dups` with the earlier message, checked inside the same transaction that inserts,
-        so a duplicate can never be acked as a new message nor the other way round."""
+        so a duplicate can never be acked as a new message nor the other way round. On SQLite the
+        transaction runs on the writer thread (`SqliteThread`), in one hop."""
         if not batch:
             return Written()
-        return await in_transaction(self.engine, lambda c: self._write(c, batch, dedupe_since_ms),
-                                    f"storing {len(batch)} messages")
+        what = f"storing {len(batch)} messages"
+        if self.writer is not None:
+            writer = self.writer
+            return await retrying(lambda: writer.transaction(
+                lambda c: self._write(c, batch, dedupe_since_ms)), what)
+        return await in_transaction(self.engine, lambda c: c.run_sync(self._write, batch, dedupe_since_ms),
+                                    what)
 
-    async def _write(self, conn: AsyncConnection, batch: Sequence[tuple[Message, bool]],
-                     dedupe_since_ms: int | None) -> Written:
+    def _write(self, conn: sa.Connection, batch: Sequence[tuple[Message, bool]],
+               dedupe_since_ms: int | None) -> Written:
+        sql: BatchStatements = (SqliteBatch(conn) if self.dialect == "sqlite"
+                                else _CoreBatch(conn, self._latest))
         out = Written()
         by_id = {m.id: (m, d) for m, d in batch}
-        existing = await conn.execute(sa.select(messages.c.id, messages.c.sender_key, messages.c.cmid,
-                                                messages.c.body).where(messages.c.id.in_(list(by_id))))
-        for row in existing:
+        for row in sql.stored(list(by_id)):
             m, _ = by_id.pop(row.id)
             if (row.sender_key, row.cmid, row.body) != (m.sender_key, m.cmid, m.msg):
                 out.collisions.append(row.id)
@@ -99,11 +150,7 @@ class MessageStore:
         if dedupe_since_ms is not None:
             keys = {(m.sender_key, m.cmid) for m, _ in by_id.values() if m.cmid is not None}
             if keys:
-                q = sa.select(messages.c.sender_key, messages.c.cmid, messages.c.id, messages.c.ts,
-                              messages.c.delivered).where(
-                    sa.tuple_(messages.c.sender_key, messages.c.cmid).in_(sorted(keys)),
-                    messages.c.ts >= dedupe_since_ms)
-                for r in await conn.execute(q):
+                for r in sql.earlier(sorted(keys), dedupe_since_ms):
                     key = (r.sender_key, r.cmid)
                     if key not in out.dups or r.id < out.dups[key].id:
                         out.dups[key] = Earlier(r.id, r.ts, bool(r.delivered))
@@ -112,21 +159,19 @@ class MessageStore:
                         del by_id[i]
         if not by_id:
             return out
-        rows = [{
+        sql.insert([{
             "id": m.id, "openid": m.openid, "sender": m.sender, "agent_id": m.agent_id,
             "agent_name": m.agent, "sender_key": m.sender_key, "cmid": m.cmid, "body": m.msg, "ts": m.ts,
             "delivered": d, "kind": m.kind, "meta": jsonio.dumps(m.meta) if m.meta else None,
-        } for m, d in by_id.values()]
-        await conn.execute(sa.insert(messages), rows)
+        } for m, d in by_id.values()])
         # A conversation's latest activity is its chat: notes and status events do not move it.
         last: dict[str, int] = {}
         for m, _ in by_id.values():
             if m.for_user:
                 last[m.openid] = max(last.get(m.openid, 0), m.id)
         # Sorted, so two writers lock conversation rows in the same order.
-        rows_by_openid = [{"openid": o, "last_message_id": last[o]} for o in sorted(last)]
-        if rows_by_openid:
-            await conn.execute(self._latest, rows_by_openid)
+        if last:
+            sql.latest([{"openid": o, "last_message_id": last[o]} for o in sorted(last)])
         return out
 
     async def mark_read(self, openid: str, by: Role, upto: int) -> int:

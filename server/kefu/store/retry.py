@@ -39,14 +39,22 @@ def transient_cause(exc: BaseException) -> str | None:
 async def in_transaction(engine: AsyncEngine, fn: Callable[[AsyncConnection], Awaitable[T]],
                          what: str) -> T:
     """Run `fn` in one transaction, again (bounded, with jittered backoff) on a transient failure."""
-    for attempt in range(1, ATTEMPTS + 1):
+    async def once() -> T:
+        async with engine.begin() as conn:
+            return await fn(conn)
+
+    return await retrying(once, what)
+
+
+async def retrying(attempt: Callable[[], Awaitable[T]], what: str) -> T:
+    """Run one transaction (`attempt`), again on a transient failure, as `in_transaction` does."""
+    for n in range(1, ATTEMPTS + 1):
         try:
-            async with engine.begin() as conn:
-                return await fn(conn)
+            return await attempt()
         except sa.exc.DBAPIError as e:
             cause = transient_cause(e)
-            if cause is None or attempt == ATTEMPTS:
+            if cause is None or n == ATTEMPTS:
                 raise
-            log.warning("%s: %s; retrying (attempt %d of %d)", what, cause, attempt + 1, ATTEMPTS)
-            await asyncio.sleep(0.005 * 2**attempt * (1 + random.random()))
+            log.warning("%s: %s; retrying (attempt %d of %d)", what, cause, n + 1, ATTEMPTS)
+            await asyncio.sleep(0.005 * 2**n * (1 + random.random()))
     raise AssertionError("unreachable")
