@@ -31,6 +31,23 @@ async def test_sockets_without_a_valid_token_are_closed_4401_before_any_data(dep
     assert me.status_code == 401
 
 
+async def test_a_logout_on_one_process_refuses_the_token_on_every_process(redis_deployment):
+    """Each process remembers the users' tokens it issued or resolved; a logout anywhere makes
+    every process forget it at once."""
+    one, two = redis_deployment.server(), redis_deployment.server()
+    token, _ = one.user_token("remembered")  # issued (and remembered) by one
+    for srv in (one, two, one, two):  # resolved (and remembered) by two too
+        c = await WsClient.connect(srv.ws_url, token)
+        await c.close()
+    r = httpx.post(two.base_url + "/api/logout", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 200
+    for srv in (one, two):
+        c = await WsClient.connect(srv.ws_url, token, v2=False)
+        assert await c.closed() == (4401, "invalid token")
+        me = httpx.get(srv.base_url + "/api/me", headers={"Authorization": f"Bearer {token}"})
+        assert me.status_code == 401
+
+
 async def test_expired_tokens_are_refused_and_close_open_sockets(deployment):
     srv = deployment.server(KEFU_USER_TOKEN_TTL="2", KEFU_HEARTBEAT_TIMEOUT="4")
     token, _ = srv.user_token("short-lived")

@@ -22,6 +22,7 @@ from kefu.core.push import push_envelope
 from kefu.core.routing import (
     AGENTS,
     DESK,
+    TOKENS,
     Envelope,
     conversation_channels,
     kick_envelope,
@@ -48,6 +49,7 @@ from kefu.store.accounts import AccountStore
 from kefu.store.desk import DeskStore
 from kefu.store.messages import MessageStore
 from kefu.store.presence import MemoryPresence, PresenceStore
+from kefu.store.token_cache import CachedTokens
 from kefu.store.tokens import TokenStore, digest
 
 if TYPE_CHECKING:
@@ -75,7 +77,7 @@ class Node:
         self.journal = journal
         self.messages = messages
         self.accounts = accounts
-        self.tokens = tokens
+        self.tokens = CachedTokens(tokens, self._announce_revoked)
         self.limits = limits
         self.hub = Hub(broker)
         self.node_id = uuid.uuid4().hex[:16]
@@ -98,6 +100,7 @@ class Node:
     async def start(self) -> None:
         self.epoch = await self.messages.epoch()
         await self.broker.start(self._on_envelope, self._on_gap)
+        await self.broker.subscribe(TOKENS)
         await self.asks.start()
         await self.journal.start()
         await self.desk.start()
@@ -111,6 +114,9 @@ class Node:
             self.hub.on_envelope(AGENTS, env)
         elif env.kind == "answer":
             self.asks.answered(env.frame)
+        elif env.kind == "revoked":
+            if isinstance(d := env.frame.get("digest"), str):
+                self.tokens.forget(d)
         elif env.kind == "group":
             if self.on_group_change is not None:
                 self.on_group_change(channel, env)
@@ -118,6 +124,7 @@ class Node:
             self.hub.on_envelope(channel, env)
 
     def _on_gap(self) -> None:
+        self.tokens.forget_all()
         self.hub.on_gap()
         self.desk.background.spawn(self.desk.refresh(), "reloading assignments after a broker gap")
 
@@ -278,6 +285,9 @@ class Node:
         return await self.messages.conversations(before, limit)
 
     # ---- kicks and pushes ----------------------------------------------------------------------
+
+    async def _announce_revoked(self, token_digest: str) -> None:
+        await self.broker.publish((TOKENS,), Envelope("revoked", "backend", frame={"digest": token_digest}))
 
     async def logout(self, token: str, who: Identity) -> None:
         await self.tokens.revoke(token)

@@ -20,9 +20,10 @@ from kefu.protocol import Message, Role, read_frame, resync_frame, typing_frame,
 
 AGENTS = "agents"
 DESK = "desk"
+TOKENS = "tokens"  # every node, always: revoked tokens' digests (store/token_cache.py)
 
 Kind = Literal["message", "read", "kick", "push", "resync", "typing", "conversation", "presence",
-               "page_push", "group", "answer"]
+               "page_push", "group", "answer", "revoked"]
 
 
 @dataclass(frozen=True, slots=True)
