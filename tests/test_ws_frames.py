@@ -16,6 +16,7 @@ import pytest
 from websockets.frames import Frame, Opcode
 
 from kefu.ws.inbox import Inbox
+from kefu.ws.transport import text_frame
 from tests.support.rawws import CONT, PONG, TEXT, RawWs, frame
 from tests.support.wsclient import WsClient
 from tests.test_slow_reader_memory import rss_mib
@@ -91,6 +92,12 @@ async def test_the_inbox_keeps_nothing_its_reader_has_taken_when_it_never_runs_e
     finally:
         tracemalloc.stop()
     assert grown < 200_000
+
+
+def test_a_text_frame_is_framed_as_websockets_frames_it():
+    for n in (0, 1, 125, 126, 127, 65535, 65536, 70000):
+        payload = ("é" * n).encode()[:n]
+        assert text_frame(payload) == Frame(Opcode.TEXT, payload).serialize(mask=False), n
 
 
 @embedded_only

@@ -26,6 +26,7 @@
 
 from __future__ import annotations
 
+import struct
 import time
 from collections.abc import Callable
 from typing import Any
@@ -236,20 +237,35 @@ def _pong(ws: Websocket, data: bytes) -> None:
             return
 
 
+def text_frame(payload: bytes) -> bytes:
+    """A server's unfragmented text frame, as websockets frames it without extensions (FIN, no
+    mask): the header is two to ten bytes, not worth a `Frame`, a `BytesIO` and a check each."""
+    n = len(payload)
+    if n < 126:
+        return bytes((0x81, n)) + payload
+    if n < 65536:
+        return struct.pack("!BBH", 0x81, 126, n) + payload
+    return struct.pack("!BBQ", 0x81, 127, n) + payload
+
+
 def immediate_writer(ws: Websocket) -> Callable[[str], bool]:
     """Write a text frame now if the socket is open, no `send` holds it and the transport is not
     paused (its buffer over the high-water mark); False otherwise, and the caller queues it.
-    What Sanic's `send` does, minus the lock and the await: the same framing, the same transport."""
+    What Sanic's `send` does, minus the lock and the await: the same frame, the same transport."""
     ws_proto, io_proto = ws.ws_proto, ws.io_proto
     assert io_proto is not None  # set when the connection was upgraded, before the handler runs
     can_write = io_proto._can_write  # Sanic's own backpressure flag: cleared by pause_writing
+    plain = not ws_proto.extensions  # no compression negotiated (kefu offers none)
 
     def write(text: str) -> bool:
         transport = io_proto.transport
         if (ws.conn_mutex.locked() or ws_proto.state is not State.OPEN or not can_write.is_set()
                 or transport is None or transport.is_closing()):
             return False
-        ws_proto.send_text(text.encode("utf-8"))
+        if plain:
+            transport.write(text_frame(text.encode()))
+            return True
+        ws_proto.send_text(text.encode())
         for data in ws_proto.data_to_send():
             if data:
                 transport.write(data)
