@@ -17,23 +17,32 @@ from tests.support import services
 from tests.support.server import free_port
 
 
-async def test_publishes_made_together_share_a_pipeline_and_get_their_own_counts():
+async def test_publishes_made_together_share_a_round_trip_and_get_their_own_counts():
     async with services.redis_under_prefix() as (redis, prefix):
         listener = redis.pubsub()
         await listener.subscribe(prefix + "a", prefix + "b")
         batches = PublishBatches(redis)
-        pipelines = 0
-        real = redis.pipeline
+        calls = 0
+        real = batches._publish_many
 
-        def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
-            nonlocal pipelines
-            pipelines += 1
-            return real(*args, **kwargs)
-        redis.pipeline = counting  # type: ignore[method-assign]
+        async def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
+            nonlocal calls
+            calls += 1
+            return await real(*args, **kwargs)
+        batches._publish_many = counting  # type: ignore[assignment]
         keys = [prefix + "a", prefix + "nobody", prefix + "b"]
         got = await asyncio.gather(*(batches.publish(keys[: 1 + i % 3], f"m{i}") for i in range(300)))
         assert got == [[1], [1, 0], [1, 0, 1]] * 100
-        assert pipelines == math.ceil(300 / MAX_BATCH)
+        assert calls == math.ceil(300 / MAX_BATCH)
+        received = []
+        deadline = asyncio.get_running_loop().time() + 5
+        while len(received) < 400 and asyncio.get_running_loop().time() < deadline:
+            m = await listener.get_message(ignore_subscribe_messages=True, timeout=0.5)
+            if m is not None:
+                received.append((m["channel"].decode().removeprefix(prefix), m["data"].decode()))
+        expected = [(k.removeprefix(prefix), f"m{i}") for i in range(300) for k in keys[: 1 + i % 3]
+                    if not k.endswith("nobody")]
+        assert received == expected, "every publish, in the order made"
         await listener.aclose()
         await batches.stop()
 

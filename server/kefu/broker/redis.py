@@ -11,8 +11,10 @@ it: a PING on the subscription connection is answered after every command sent b
 that arrive together share one). So a page is told it is bound, and a group change is answered,
 only once a publish from any node reaches (or no longer reaches) this node.
 
-Publishes are batched: those made while a pipeline is in flight go out together in the next one,
-in the order they were made, so a burst of pushes costs one round trip per batch, not one each.
+Publishes are batched: those made while a batch is in flight go out together in the next one, in
+the order they were made, as one script call that publishes each and returns their subscriber
+counts — one command and one reply per batch, where a pipeline of PUBLISH commands cost redis-py a
+command object and a read (with its timeout) per publish.
 """
 
 from __future__ import annotations
@@ -38,7 +40,16 @@ except ImportError:  # another redis-py layout: every message comes through get_
 log = logging.getLogger(__name__)
 
 
-MAX_BATCH = 64  # publishes in one pipeline
+MAX_BATCH = 64  # publishes in one script call
+
+# ARGV: channel, data, channel, data, … → the subscriber count of each channel, in order.
+_PUBLISH_MANY = """
+local counts = {}
+for i = 1, #ARGV, 2 do
+  counts[#counts + 1] = redis.call('PUBLISH', ARGV[i], ARGV[i + 1])
+end
+return counts
+"""
 SETTLE_TIMEOUT = 5.0  # seconds `settled` waits for Redis before answering `Unavailable`
 _SETTLED = b"kefu-settled-"  # the payload of a `settled` PING (the reconnect PING has none)
 
@@ -53,10 +64,11 @@ def channel_key(prefix: str, channel: str) -> str:
 
 
 class PublishBatches:
-    """One pipeline at a time; what arrives meanwhile waits for the next (automatic pipelining)."""
+    """One batch at a time; what arrives meanwhile waits for the next (automatic pipelining)."""
 
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
+        self._publish_many = redis.register_script(_PUBLISH_MANY)
         self._queue: list[tuple[list[str], str, asyncio.Future[list[int]]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
@@ -73,11 +85,8 @@ class PublishBatches:
             while self._queue:
                 batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
                 try:
-                    async with self.redis.pipeline(transaction=False) as p:
-                        for keys, data, _ in batch:
-                            for key in keys:
-                                p.publish(key, data)
-                        counts = await p.execute()
+                    counts = await self._publish_many(
+                        args=[x for keys, data, _ in batch for key in keys for x in (key, data)])
                 except asyncio.CancelledError:  # stopping: nobody waits on this batch for ever
                     for _, _, done in batch:
                         done.cancel()
