@@ -9,6 +9,7 @@ taking all memory and CPU.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from dataclasses import dataclass, field
 
@@ -24,8 +25,14 @@ from kefu.store.schema import agents, users
 from kefu.store.upsert import kept_unless_null, proposed, upsert
 
 _hasher = PasswordHasher()
-# Verifying against a real hash when the name is unknown keeps login timing from revealing names.
-_DUMMY_HASH = _hasher.hash("kefu-timing-equaliser")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verifying against a real hash when the name is unknown keeps login timing from revealing
+    names. Made at the first use, in a hashing thread: at import it cost every process (a server's
+    start, each `kefu` command) 150 ms of argon2."""
+    return _hasher.hash("kefu-timing-equaliser")
 
 
 class AgentExists(Exception):
@@ -50,9 +57,10 @@ class AgentAccount:
                 "disabled": self.disabled, "created_at": self.created_at}
 
 
-def _verify(password_hash: str, password: str) -> bool:
+def _verify(password_hash: str | None, password: str) -> bool:
+    """`password_hash` None: an unknown name, checked against the dummy hash (always False)."""
     try:
-        return _hasher.verify(password_hash, password)
+        return _hasher.verify(password_hash or _dummy_hash(), password) and password_hash is not None
     except (VerificationError, InvalidHashError):
         return False
 
@@ -79,7 +87,7 @@ class PasswordHashing:
     async def hash(self, password: str) -> str:
         return await self._run(_hasher.hash, password)
 
-    async def verify(self, password_hash: str, password: str) -> bool:
+    async def verify(self, password_hash: str | None, password: str) -> bool:
         return await self._run(_verify, password_hash, password)
 
 
@@ -149,7 +157,7 @@ class AccountStore:
         """The account if `password` is its password (disabled ones included: the caller says
         why it refuses), else None. An unknown name costs the same hash as a known one."""
         account = await self.agent_named(name)
-        ok = await self.hashing.verify(account.password_hash if account else _DUMMY_HASH, password)
+        ok = await self.hashing.verify(account.password_hash if account else None, password)
         return account if ok and account is not None else None
 
     async def still_valid(self, account: AgentAccount) -> bool:
