@@ -2,7 +2,8 @@
 
 Channels: `user:<openid>` (every socket of one user), `agents` (every agent socket),
 `agent:<id>` (one agent's sockets, for kicks), `desk` (every node, always: assignment and presence
-changes, which each node also keeps in its `core.team.Team`); for page sockets `page:<uid>`,
+changes, which each node also keeps in its `core.team.Team`), `tokens` (every node, always: revoked
+tokens), `node:<id>` (one node: answers to what it asked, kefu/asks.py); for page sockets `page:<uid>`,
 `page:<uid>:<ticket digest>`, `uid:<id>`, `group:<name>` and `pages` (see core/push.py). A node
 subscribes to a channel while it holds at least one socket for it, so a publish's receiver count
 says whether anyone is online.
