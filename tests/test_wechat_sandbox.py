@@ -113,6 +113,14 @@ async def test_simulate_scan_and_expiry() -> None:
         sb.simulate_scan(qr.ticket, "o_oa_1")
     await sb.create_temp_qrcode("next", 60)  # prunes expired tickets
     assert qr.ticket not in sb.qrcodes
+    long = await sb.create_temp_qrcode("long", 600)
+    short = await sb.create_temp_qrcode("short", 10)
+    now[0] += 61
+    await sb.create_temp_qrcode("later", 60)
+    assert sb.scene_for(short.ticket) is None and sb.scene_for(long.ticket) == "long"
+    now[0] += 600
+    last = await sb.create_temp_qrcode("last", 60)
+    assert list(sb.qrcodes) == [last.ticket], "every expired code is gone once the oldest is"
 
 
 async def test_send_custom_text_is_recorded() -> None:

@@ -13,7 +13,7 @@ import hmac
 import os
 import secrets
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -58,7 +58,7 @@ class SandboxWeChat:
         self.with_unionid = with_unionid
         self.oa_id = oa_id
         self._clock = clock
-        self.qrcodes: dict[str, SandboxQr] = {}
+        self.qrcodes: OrderedDict[str, SandboxQr] = OrderedDict()  # oldest first
         self.sent: deque[tuple[str, str]] = deque(maxlen=1000)
 
     def __repr__(self) -> str:
@@ -76,7 +76,14 @@ class SandboxWeChat:
     async def create_temp_qrcode(self, scene_str: str, expire_seconds: int) -> QrCode:
         validate_qr_args(scene_str, expire_seconds)
         now = self._clock()
-        self.qrcodes = {t: q for t, q in self.qrcodes.items() if q.expires_at > now}
+        # Oldest first, while they have expired: each code is dropped once, not every code looked
+        # at on every call (a QR page storm made that quadratic). A code that outlives one made
+        # before it waits behind it; `scene_for` checks the expiry anyway.
+        while self.qrcodes:
+            oldest, qr = next(iter(self.qrcodes.items()))
+            if qr.expires_at > now:
+                break
+            del self.qrcodes[oldest]
         ticket = _fake_ticket()
         self.qrcodes[ticket] = SandboxQr(scene_str, now + expire_seconds)
         return QrCode(ticket=ticket, expire_seconds=expire_seconds,
