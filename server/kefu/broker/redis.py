@@ -245,9 +245,10 @@ class RedisBroker:
         """The next message already read off the socket, or None. Envelopes — nearly all of what
         arrives — go straight to the hub from hiredis's buffer: redis-py's `get_message` costs a
         health check, a timeout and a dict per message, 40 % of a node's CPU under a push load.
-        Anything else (a subscription's confirmation, a pong) goes through redis-py's own
-        `handle_message`, which keeps its subscription state. None also when the connection's
-        parser is not hiredis (then every message comes through `get_message`)."""
+        So do subscription confirmations (redis-py keeps no state for them) and the PONGs of
+        `settled`. Anything else (an unsubscribe's confirmation, the reconnect's PONG) goes through
+        redis-py's own `handle_message`, which keeps its subscription state. None also when the
+        connection's parser is not hiredis (then every message comes through `get_message`)."""
         conn = self._pubsub.connection
         gets = getattr(getattr(getattr(conn, "_parser", None), "_reader", None), "gets", None)
         if gets is None or _NOT_ENOUGH_DATA is None:
@@ -255,10 +256,16 @@ class RedisBroker:
         while (response := gets()) is not _NOT_ENOUGH_DATA:
             if isinstance(response, Exception):
                 raise response
-            if (isinstance(response, list) and len(response) == 3
-                    and response[0] in (b"message", "message")):
-                self._deliver(response[1], response[2])
-                continue
+            if isinstance(response, list) and len(response) >= 2:
+                kind = response[0]
+                if kind == b"message" and len(response) == 3:
+                    self._deliver(response[1], response[2])
+                    continue
+                if kind == b"subscribe":  # a confirmation: redis-py keeps no state for it
+                    continue
+                if kind == b"pong" and isinstance(response[1], bytes) and response[1].startswith(_SETTLED):
+                    self._settle(response[1])
+                    continue
             msg: dict[str, Any] | None = await self._pubsub.handle_message(
                 response, ignore_subscribe_messages=True)
             if msg is not None:
