@@ -238,8 +238,10 @@ def _pong(ws: Websocket, data: bytes) -> None:
 
 
 def text_frame(payload: bytes) -> bytes:
-    """A server's unfragmented text frame, as websockets frames it without extensions (FIN, no
-    mask): the header is two to ten bytes, not worth a `Frame`, a `BytesIO` and a check each."""
+    """A server's unfragmented text frame, as websockets frames it (FIN, no mask, RSV bits clear):
+    the header is two to ten bytes, not worth a `Frame`, a `BytesIO` and a check each. Sanic
+    negotiates no extension; were one negotiated (permessage-deflate, the only one there is), an
+    uncompressed message would still be valid (RFC 7692: RSV1 clear)."""
     n = len(payload)
     if n < 126:
         return bytes((0x81, n)) + payload
@@ -255,20 +257,13 @@ def immediate_writer(ws: Websocket) -> Callable[[str], bool]:
     ws_proto, io_proto = ws.ws_proto, ws.io_proto
     assert io_proto is not None  # set when the connection was upgraded, before the handler runs
     can_write = io_proto._can_write  # Sanic's own backpressure flag: cleared by pause_writing
-    plain = not ws_proto.extensions  # no compression negotiated (kefu offers none)
 
     def write(text: str) -> bool:
         transport = io_proto.transport
         if (ws.conn_mutex.locked() or ws_proto.state is not State.OPEN or not can_write.is_set()
                 or transport is None or transport.is_closing()):
             return False
-        if plain:
-            transport.write(text_frame(text.encode()))
-            return True
-        ws_proto.send_text(text.encode())
-        for data in ws_proto.data_to_send():
-            if data:
-                transport.write(data)
+        transport.write(text_frame(text.encode()))
         return True
 
     return write
