@@ -92,7 +92,7 @@ async def start(self: Context) -> None:
     channels = lambda: self.node.hub.channels  # noqa: E731
     groups: GroupStore = MemoryGroups() if redis is None else RedisGroups(redis, s.redis_prefix)
     counts: GroupCounts = (LocalCounts(channels) if redis is None
-                           else RedisCounts(redis, s.redis_prefix, channels))
+                           else RedisCounts(redis, s.redis_prefix, channels, self.node.node_id))
     self.pushes = PushService(self.node, groups, counts)
     await self.pushes.start()
     if s.push_seed_binds:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
@@ -81,10 +80,10 @@ class LocalCounts:
 
 
 class RedisCounts:
-    def __init__(self, redis: Redis, prefix: str, channels: LocalChannels) -> None:
+    def __init__(self, redis: Redis, prefix: str, channels: LocalChannels, node_id: str) -> None:
         self.redis = redis
         self.prefix = prefix
-        self.node_id = uuid.uuid4().hex[:16]
+        self.node_id = node_id  # the node's own (`Node.node_id`)
         self._channels = channels
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
