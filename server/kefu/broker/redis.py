@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from redis.asyncio import Redis
@@ -29,6 +30,7 @@ from redis.exceptions import RedisError
 
 from kefu import metrics
 from kefu.broker.base import OnEnvelope, OnGap
+from kefu.coalesce import coalesced
 from kefu.core.routing import Envelope
 from kefu.errors import BadJson, Unavailable
 
@@ -253,24 +255,33 @@ class RedisBroker:
         gets = getattr(getattr(getattr(conn, "_parser", None), "_reader", None), "gets", None)
         if gets is None or _NOT_ENOUGH_DATA is None:
             return None
-        while (response := gets()) is not _NOT_ENOUGH_DATA:
-            if isinstance(response, Exception):
-                raise response
-            if isinstance(response, list) and len(response) >= 2:
-                kind = response[0]
-                if kind == b"message" and len(response) == 3:
-                    self._deliver(response[1], response[2])
-                    continue
-                if kind == b"subscribe":  # a confirmation: redis-py keeps no state for it
-                    continue
-                if kind == b"pong" and isinstance(response[1], bytes) and response[1].startswith(_SETTLED):
-                    self._settle(response[1])
-                    continue
+        while (response := self._take_fast(gets)) is not _NOT_ENOUGH_DATA:
             msg: dict[str, Any] | None = await self._pubsub.handle_message(
                 response, ignore_subscribe_messages=True)
             if msg is not None:
                 return msg
         return None
+
+    def _take_fast(self, gets: Callable[[], Any]) -> Any:
+        """Handle buffered replies that need no await, in one step (so frames they fan out to one
+        socket go out in one write); return the first that does, or `_NOT_ENOUGH_DATA`."""
+        with coalesced():
+            while (response := gets()) is not _NOT_ENOUGH_DATA:
+                if isinstance(response, Exception):
+                    raise response
+                if isinstance(response, list) and len(response) >= 2:
+                    kind = response[0]
+                    if kind == b"message" and len(response) == 3:
+                        self._deliver(response[1], response[2])
+                        continue
+                    if kind == b"subscribe":  # a confirmation: redis-py keeps no state for it
+                        continue
+                    data = response[1]
+                    if kind == b"pong" and isinstance(data, bytes) and data.startswith(_SETTLED):
+                        self._settle(data)
+                        continue
+                return response
+        return response
 
     def _deliver(self, channel: bytes | str, data: bytes | str) -> None:
         if self._on_envelope is None:

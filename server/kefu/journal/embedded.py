@@ -20,12 +20,13 @@ from collections import OrderedDict
 
 from kefu import metrics
 from kefu.broker.local import LocalBroker
+from kefu.coalesce import coalesced
 from kefu.core.routing import AGENTS, audiences, message_envelope
 from kefu.core.session import Accepted
 from kefu.errors import Unavailable
 from kefu.journal.base import Journal, Snapshot, counts_agents, delivered_by, write_until_stored
 from kefu.protocol import Message, user_channel
-from kefu.store.messages import MessageStore
+from kefu.store.messages import MessageStore, Written
 
 log = logging.getLogger(__name__)
 
@@ -107,27 +108,32 @@ class EmbeddedJournal(Journal):
         since = int(time.time() * 1000) - self.dedupe_ms
         written = await write_until_stored(lambda: self.store.write(rows, since), len(rows), self.max_backoff)
         assert written is not None  # no stop signal: retried until stored
-        for m, origin, fut in chunk:
-            key = (m.sender_key, m.cmid) if m.cmid is not None else None
-            earlier = written.dups.get(key) if key is not None else None
-            if earlier is not None:
-                result = Accepted(Message(earlier.id, earlier.ts, m.openid, m.sender, m.msg, m.agent_id,
-                                          m.agent, m.cmid), earlier.delivered, dup=True)
-            elif m.id in written.collisions:  # cannot happen with one writer; refuse rather than lie
-                if key is not None:
-                    self._cache.pop(key, None)
-                fut.set_exception(Unavailable("message not stored, resend it"))
-                continue
-            else:
-                user_ch, agents_ch = audiences(m)
-                channels = (user_ch, agents_ch) if user_ch else (agents_ch,)
-                counts = self.broker.publish_now(channels, message_envelope(m, origin))
-                to_user, to_agents = (counts[0], counts[1]) if user_ch else (0, counts[0])
-                result = Accepted(m, delivered_by(m, to_user, to_agents))
+        with coalesced():  # the batch's frames to one agent go out in one write
+            for m, origin, fut in chunk:
+                self._settle(m, origin, fut, written)
+
+    def _settle(self, m: Message, origin: str, fut: asyncio.Future[Accepted], written: Written) -> None:
+        """Relay a committed message (or answer it as the duplicate the writer found), then ack."""
+        key = (m.sender_key, m.cmid) if m.cmid is not None else None
+        earlier = written.dups.get(key) if key is not None else None
+        if earlier is not None:
+            result = Accepted(Message(earlier.id, earlier.ts, m.openid, m.sender, m.msg, m.agent_id,
+                                      m.agent, m.cmid), earlier.delivered, dup=True)
+        elif m.id in written.collisions:  # cannot happen with one writer; refuse rather than lie
             if key is not None:
-                self._cache[key] = result
-            if not fut.done():
-                fut.set_result(result)
+                self._cache.pop(key, None)
+            fut.set_exception(Unavailable("message not stored, resend it"))
+            return
+        else:
+            user_ch, agents_ch = audiences(m)
+            channels = (user_ch, agents_ch) if user_ch else (agents_ch,)
+            counts = self.broker.publish_now(channels, message_envelope(m, origin))
+            to_user, to_agents = (counts[0], counts[1]) if user_ch else (0, counts[0])
+            result = Accepted(m, delivered_by(m, to_user, to_agents))
+        if key is not None:
+            self._cache[key] = result
+        if not fut.done():
+            fut.set_result(result)
 
     def _online(self, m: Message) -> bool:
         """Whether a recipient is connected now: stored as the message's `delivered`, for a

@@ -39,6 +39,7 @@ from sanic.server.protocols.websocket_protocol import WebSocketProtocol
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
+from kefu import coalesce
 from kefu.core.admission import Slot
 from kefu.errors import Close
 from kefu.ws.inbox import Inbox
@@ -263,7 +264,7 @@ def immediate_writer(ws: Websocket) -> Callable[[str], bool]:
         if (ws.conn_mutex.locked() or ws_proto.state is not State.OPEN or not can_write.is_set()
                 or transport is None or transport.is_closing()):
             return False
-        transport.write(text_frame(text.encode()))
+        coalesce.write(transport, text_frame(text.encode()))
         return True
 
     return write
