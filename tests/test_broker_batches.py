@@ -1,5 +1,6 @@
-"""The Redis broker's publish batches: publishes made together share one pipeline, each gets its
-own subscriber counts, and a failure reaches every publish of its batch (none is left waiting)."""
+"""The Redis broker: publishes made together share one pipeline, each gets its own subscriber
+counts, and a failure reaches every publish of its batch (none is left waiting); subscriptions
+written straight to the connection are recorded where redis-py subscribes them again."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from kefu.broker.redis import MAX_BATCH, PublishBatches
+from kefu.broker.redis import MAX_BATCH, PublishBatches, RedisBroker, channel_key
+from kefu.core.routing import Envelope
 from tests.support import services
 from tests.support.server import free_port
 
@@ -56,3 +58,44 @@ async def test_a_failed_batch_fails_every_publish_in_it_and_the_next_batch_start
         await batches.publish(["k"], "again")
     await batches.stop()
     await dead.aclose()
+
+
+async def test_subscriptions_written_directly_are_recorded_as_redis_py_records_them():
+    """`subscribe`/`unsubscribe` write to the subscription connection themselves; redis-py must
+    still know the channels (it subscribes them again after a reconnect) and forget the ones left."""
+    async with services.redis_under_prefix() as (redis, prefix):
+        broker = RedisBroker(redis, prefix)
+        got: list[tuple[str, str]] = []
+        await broker.start(lambda channel, env: got.append((channel, env.frame["n"])), lambda: None)
+        try:
+            await broker.subscribe("user:a")
+            await broker.subscribe("user:b")
+            await broker.settled()
+            recorded = {channel_key(prefix, c).encode() for c in ("user:a", "user:b")}
+            assert recorded <= set(broker._pubsub.channels)
+            assert await broker.publish(("user:a", "user:b"), _env(1)) == [1, 1]
+
+            await broker.unsubscribe("user:a")
+            await broker.settled()  # the confirmation is read before the PONG
+            assert channel_key(prefix, "user:a").encode() not in broker._pubsub.channels
+            assert not broker._pubsub.pending_unsubscribe_channels
+            assert await broker.publish(("user:a", "user:b"), _env(2)) == [0, 1]
+
+            # A cut connection: redis-py subscribes what it recorded again, and only that.
+            await broker._pubsub.connection.disconnect()
+            deadline = asyncio.get_running_loop().time() + 10
+            while asyncio.get_running_loop().time() < deadline:
+                if await broker.publish(("user:b",), _env(3)) == [1]:
+                    break
+                await asyncio.sleep(0.1)
+            assert await broker.publish(("user:a", "user:b"), _env(4)) == [0, 1]
+            while ("user:b", 4) not in got and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.05)
+            assert ("user:b", 4) in got and ("user:a", 1) in got
+            assert [n for c, n in got if c == "user:a"] == [1], "nothing after the unsubscribe"
+        finally:
+            await broker.stop()
+
+
+def _env(n: int) -> Envelope:
+    return Envelope(kind="message", side="all", origin="", frame={"n": n})
