@@ -66,7 +66,7 @@ class EmbeddedJournal(Journal):
             self._evict(draft.ts)
             hit = self._cache.get(key)
             if isinstance(hit, tuple):
-                fut.set_result(Accepted(draft.with_id(hit[0], hit[1]), hit[2], dup=True))
+                fut.set_result(_duplicate(draft, *hit))
                 return fut
             if hit is not None:  # the original still waits for its commit: answer when it does
                 hit.add_done_callback(lambda original: _resolve_as_dup(fut, original))
@@ -121,8 +121,7 @@ class EmbeddedJournal(Journal):
         key = (m.sender_key, m.cmid) if m.cmid is not None else None
         earlier = written.dups.get(key) if key is not None else None
         if earlier is not None:
-            result = Accepted(Message(earlier.id, earlier.ts, m.openid, m.sender, m.msg, m.agent_id,
-                                      m.agent, m.cmid), earlier.delivered, dup=True)
+            result = _duplicate(m, earlier.id, earlier.ts, earlier.delivered)
         elif m.id in written.collisions:  # cannot happen with one writer; refuse rather than lie
             if key is not None:
                 self._cache.pop(key, None)
@@ -160,6 +159,11 @@ class EmbeddedJournal(Journal):
             for _, _, fut in self._queue:
                 if not fut.done():
                     fut.set_exception(Unavailable("server shutting down; resend it"))
+
+
+def _duplicate(resend: Message, msg_id: int, ts: int, delivered: bool) -> Accepted:
+    """A resend answered as the stored message it repeats (its id, time and delivery)."""
+    return Accepted(resend.with_id(msg_id, ts), delivered, dup=True)
 
 
 def _resolve_as_dup(fut: asyncio.Future[Accepted], original: asyncio.Future[Accepted]) -> None:
