@@ -44,7 +44,12 @@ class KefuServer:
                               capture_output=True, text=True, check=check, timeout=60)
 
     def start(self, timeout: float = 30.0) -> None:
+        """Return once every worker serves: the first one's answer to /healthz says nothing of the
+        others, which may still be starting (and would fail if a test cut a dependency now)."""
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child process owns it
+        since = log.tell()
+        logged = self.env.get("KEFU_LOG_LEVEL", "INFO").upper() in ("DEBUG", "INFO")
+        workers = int(self.env.get("KEFU_WORKERS") or 1) if logged else 0
         self.proc = subprocess.Popen([sys.executable, "-m", "kefu", "serve"], env=self.env, cwd=ROOT,
                                      stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
@@ -52,12 +57,22 @@ class KefuServer:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"kefu exited with {self.proc.returncode}:\n{self.log_tail()}")
             try:
-                if httpx.get(self.base_url + "/healthz", timeout=1).status_code == 200:
+                if (self._serving_since(since) >= workers
+                        and httpx.get(self.base_url + "/healthz", timeout=1).status_code == 200):
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
         raise RuntimeError(f"kefu did not become ready:\n{self.log_tail()}")
+
+    def _serving_since(self, offset: int) -> int:
+        """How many workers have logged that they serve since `offset` in the log."""
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(offset)
+                return f.read().count(b" serving http://")
+        except OSError:
+            return 0
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int | None:
         if self.proc is None or self.proc.poll() is not None:
