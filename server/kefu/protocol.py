@@ -12,6 +12,7 @@ from typing import Any, Literal, TypeGuard
 
 from kefu.errors import BadFrame, Forbidden, KefuError, TooLarge, UnknownCmd, UnknownType
 from kefu.jsonio import load_object
+from kefu.values import value
 
 Role = Literal["user", "agent"]
 
@@ -76,7 +77,7 @@ class Identity:
 USER_KINDS = ("text", "image", "card")
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Message:
     """A conversation entry; `to_wire` is the one shape used in live frames, sync and history.
 
@@ -132,7 +133,7 @@ class Message:
 # ---- client → server frames -------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class SendMessage:
     """A chat message; with `image` (an id from `POST /api/media`) a picture, whose `msg` is the
     placeholder legacy clients show."""

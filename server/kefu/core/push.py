@@ -18,12 +18,12 @@ docs/protocol.md §8 and docs/push.md specify them.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from kefu.core.routing import Envelope
 from kefu.errors import BadRequest
 from kefu.protocol import is_openid, is_uid, user_channel
+from kefu.values import value
 
 PAGES = "pages"
 MAX_TICKET = 512
@@ -117,7 +117,7 @@ def norm_ticket(value: object) -> str:
     return value
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class PushTarget:
     channels: tuple[str, ...]
     frame: dict[str, Any]  # the receiver's data: the request minus `secret` and `kefu`

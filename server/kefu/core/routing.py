@@ -13,11 +13,12 @@ Envelopes travel as objects inside a process and are encoded once, by the Redis 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Literal
 
 from kefu import jsonio
 from kefu.protocol import Message, Role, read_frame, resync_frame, typing_frame, user_channel
+from kefu.values import value
 
 AGENTS = "agents"
 DESK = "desk"
@@ -27,7 +28,7 @@ Kind = Literal["message", "read", "kick", "push", "resync", "typing", "conversat
                "page_push", "group", "answer", "revoked"]
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Envelope:
     """One fan-out event. `side` is the role that caused it; `origin` the socket that sent it."""
 

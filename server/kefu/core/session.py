@@ -34,6 +34,7 @@ from kefu.protocol import (
     resync_frame,
     sync_frame,
 )
+from kefu.values import value
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,12 +47,12 @@ class Limits:
     typing_interval: float = 2.0  # at most one typing frame per conversation this often
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Send:
     frame: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class CloseWith:
     code: int
     reason: str
@@ -60,7 +61,7 @@ class CloseWith:
 Action = Send | CloseWith
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Accepted:
     """The journal's word on one message: durable under `message.id` (or a duplicate of it)."""
 
