@@ -210,6 +210,24 @@ def test_the_json_reader_refuses_what_peers_cannot_take(text):
     assert e.value.code == "bad_json"
 
 
+@pytest.mark.parametrize(("text", "value"), [
+    ('{"n":18446744073709551615}', {"n": 2**64 - 1}),  # 20 digits: read exactly, not as a float
+    ('[-9223372036854775808]', [-(2**63)]),
+    ('{"s":"12345678901234567890123","n":1.5}', {"s": "12345678901234567890123", "n": 1.5}),
+    ("[" * 15 + '{"a":' * 15 + "1" + "}" * 15 + "]" * 15, None),  # 30 brackets of both kinds
+])
+def test_the_json_reader_keeps_long_integers_exact_and_counts_both_brackets(text, value):
+    got = jsonio.loads(text)
+    assert got == (value if value is not None else json.loads(text))
+
+
+@pytest.mark.parametrize("text", [
+    '{"n":18446744073709551616}', "[" * 16 + '{"a":' * 16 + "1" + "}" * 16 + "]" * 16])
+def test_the_json_reader_refuses_integers_past_64_bits_and_nesting_of_either_bracket(text):
+    with pytest.raises(KefuError):
+        jsonio.loads(text)
+
+
 def test_the_json_reader_and_writer_round_trip_what_they_accept():
     obj = {"msg": "你好 😀", "n": 2**63 - 1, "f": 1.5, "l": [[[]]], "t": True, "z": None}
     assert jsonio.loads(jsonio.dumps(obj)) == obj
