@@ -158,7 +158,12 @@ class PushPort:
                         if looks_like_http(line):
                             log.warning("push port: an HTTP request arrived, closing the connection")
                             return
-                    await self._take(line, replies)
+                    command = self._take(line, replies)
+                    if command is not None:
+                        await replies.settle()
+                        replies.add(await self._run(command))  # in effect everywhere by now
+                    elif replies.full:
+                        await replies.room()
                 await replies.flush()
                 if not data:
                     await replies.settle()
@@ -166,23 +171,21 @@ class PushPort:
         finally:
             replies.abandon()
 
-    async def _take(self, line: bytes | None, replies: _Replies) -> None:
-        """Answer one line (None: one refused unread): a push starts at once, a command runs alone."""
+    def _take(self, line: bytes | None, replies: _Replies) -> Command | None:
+        """Answer one line (None: one refused unread) without waiting: a refusal or a push (which
+        starts at once); a command that must run alone is returned to the caller to run."""
         verdict = "over-long line" if line is None else decide(line.strip(), self.settings.push_secret)
         if isinstance(verdict, str):
             log.info("push line refused: %s", verdict)
             replies.add(FAIL)
         elif isinstance(verdict, PushTarget):
             try:
-                counts = self.pushes.push_soon(verdict)
+                replies.add(self.pushes.push_soon(verdict))
             except Exception as e:
                 replies.add(_failed(e))
-            else:
-                replies.add(counts)
-                await replies.room()
         else:
-            await replies.settle()
-            replies.add(await self._run(verdict))  # a join or leave is in effect everywhere by now
+            return verdict
+        return None
 
     async def _run(self, verdict: Command) -> bytes:
         try:
@@ -250,9 +253,14 @@ class _Replies:
         if self._task is None:
             self._task = asyncio.create_task(self._write_pending())
 
+    @property
+    def full(self) -> bool:
+        """`WINDOW` replies are pending: `room()` before reading on."""
+        return len(self._pending) >= WINDOW
+
     async def room(self) -> None:
         """Wait while `WINDOW` replies are pending (the client then stops being read)."""
-        while len(self._pending) >= WINDOW and self._broken is None:
+        while self.full and self._broken is None:
             await self.flush()
             self._moved.clear()
             await self._moved.wait()
