@@ -22,6 +22,7 @@ from kefu.core.session import Limits, Send
 from kefu.protocol import Ping
 from kefu.push.port import decide
 from kefu.qr.store import LocalQrStore, QrRecord, RedisQrStore, StoreFull
+from kefu.store.redis_lane import RedisLane
 from tests.support import services
 from tests.support.clock import Clock
 
@@ -33,7 +34,9 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[tuple[object, C
         yield LocalQrStore(clock=clock), clock
         return
     async with services.redis_under_prefix() as (redis, prefix):
-        yield RedisQrStore(redis, prefix), None
+        lane = RedisLane(redis)
+        yield RedisQrStore(redis, prefix, lane), None
+        await lane.close()
 
 
 async def _elapse(clock: Clock | None, seconds: float) -> None:

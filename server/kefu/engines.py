@@ -19,6 +19,7 @@ from kefu.store.accounts import AccountStore, PasswordHashing
 from kefu.store.engine import SqliteThread, make_engine
 from kefu.store.messages import MessageStore
 from kefu.store.presence import RedisPresence
+from kefu.store.redis_lane import RedisLane
 from kefu.store.tokens import AgentCheckedTokens, RedisTokenStore, SqlTokenStore
 
 
@@ -27,12 +28,15 @@ class Engines:
     node: Node
     db: AsyncEngine
     redis: Redis | None
+    lane: RedisLane | None = None  # hot single commands, on a connection of their own
     extra: dict[str, Any] = field(default_factory=dict)
 
     async def close(self) -> None:
         await self.db.dispose()
         if self.node.messages.writer is not None:
             await self.node.messages.writer.close()
+        if self.lane is not None:
+            await self.lane.close()
         if self.redis is not None:
             await self.redis.aclose()
 
@@ -60,7 +64,7 @@ def build(s: Settings) -> Engines:
             tokens=AgentCheckedTokens(RedisTokenStore(redis, s.redis_prefix), accounts),
             limits=limits_of(s), presence=RedisPresence(redis, s.redis_prefix),
             assign_limit=s.assign_limit, auto_assign=s.auto_assign)
-        return Engines(node, db, redis)
+        return Engines(node, db, redis, RedisLane(redis))
     broker = LocalBroker()
     node = Node(
         broker=broker,

@@ -80,8 +80,9 @@ async def start(self: Context) -> None:
     self.qr_quota = make_qr_quota(redis, s.redis_prefix, QrQuotaPolicy(
         s.qrcode_per_minute, s.qrcode_live_per_ip, float(s.qr_expire_seconds)))
     # 3. WeChat's customer-service channel hooks the node's replies and typing
+    lane = self.engines.lane
     self.mp_gate = gate(s, "message push", push_token(s), s.mp_aes_key, push_appid(s), s.mp_allow_plain,
-                        make_qr_store(redis, s.redis_prefix + "mp:"),  # apart from the callback's
+                        make_qr_store(redis, s.redis_prefix + "mp:", lane),  # apart from the callback's
                         "KEFU_MP_TOKEN", "KEFU_MP_AES_KEY")
     self.cs = CsChannel(node=self.node, store=CsStore(self.engines.db), wechat=self.wechat,
                         media=self.media, template_id=s.subscribe_template_id,
@@ -102,7 +103,7 @@ async def start(self: Context) -> None:
         log.info("token binds are off: set KEFU_PUSH_BIND_SECRET so that pages can bind with "
                  "tokens from your backend (docs/push.md)")
     self.oa = make_oa_provider(s, self.wechat)
-    self.qr = QrLogin(s, self.node, make_qr_store(redis, s.redis_prefix), self.oa)
+    self.qr = QrLogin(s, self.node, make_qr_store(redis, s.redis_prefix, lane), self.oa)
     self.callback_gate = gate(s, "callback", callback_token(s), s.oa_aes_key, callback_appid(s),
                               s.oa_allow_plain, self.qr.store, "KEFU_OA_TOKEN", "KEFU_OA_AES_KEY")
     # 5. the edges that are not Sanic's: the TCP push port, the agent re-check

@@ -19,6 +19,8 @@ from typing import Literal, Protocol
 
 from redis.asyncio import Redis
 
+from kefu.store.redis_lane import RedisLane
+
 State = Literal["reserved", "live", "used"]
 
 
@@ -185,8 +187,9 @@ return false
 
 
 class RedisQrStore:
-    def __init__(self, redis: Redis, prefix: str) -> None:
+    def __init__(self, redis: Redis, prefix: str, lane: RedisLane) -> None:
         self.redis = redis
+        self.lane = lane  # `get` runs on every page bind
         self.prefix = prefix
         self._reserve = redis.register_script(_RESERVE)
         self._swap = redis.register_script(_SWAP)
@@ -206,11 +209,10 @@ class RedisQrStore:
             await p.execute()
 
     async def get(self, uid: str) -> QrRecord | None:
-        raw = await self.redis.hgetall(self._key(uid))
+        raw: list[bytes] = await self.lane.execute("HGETALL", self._key(uid))  # RESP2: k, v, k, v…
         if not raw:
             return None
-        d = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-             for k, v in raw.items()}
+        d = dict(zip((k.decode() for k in raw[::2]), (v.decode() for v in raw[1::2]), strict=True))
         exp = d.get("expire_seconds")
         return QrRecord(d.get("state", "reserved"), d.get("ticket"),  # type: ignore[arg-type]
                         int(exp) if exp is not None else None)
@@ -236,5 +238,7 @@ class RedisQrStore:
         return (held.decode() if isinstance(held, bytes) else held) == body_digest
 
 
-def make_qr_store(redis: Redis | None, prefix: str) -> QrStore:
-    return RedisQrStore(redis, prefix) if redis is not None else LocalQrStore()
+def make_qr_store(redis: Redis | None, prefix: str, lane: RedisLane | None) -> QrStore:
+    if redis is None or lane is None:
+        return LocalQrStore()
+    return RedisQrStore(redis, prefix, lane)
