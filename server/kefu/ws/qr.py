@@ -19,8 +19,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
-import uuid
 
 from sanic import Request, Websocket
 
@@ -45,7 +45,7 @@ def page_socket(bare_text: bool) -> SocketHandler:
         qr = ctx(request).qr
         pushes = ctx(request).pushes
         settings = ctx(request).settings
-        session = PageSession(uuid.uuid4().hex, request.args.get("v") == "2", node.limits,
+        session = PageSession(os.urandom(16).hex(), request.args.get("v") == "2", node.limits,
                               time.monotonic(), bare_text=bare_text)
         changing = asyncio.Lock()  # one bind or group change of this socket at a time
         pinging: list[bool] = []
@@ -99,7 +99,7 @@ def page_socket(bare_text: bool) -> SocketHandler:
                     conn.spawn(_keep_pinging(ws, settings.heartbeat_timeout / 3))
 
         def opened(conn: Conn) -> None:
-            conn.spawn(_bind_deadline(conn, session, settings.qr_bind_timeout))
+            conn.after(settings.qr_bind_timeout, lambda: _bind_deadline(conn, session))
 
             def on_group(op: str, group: str) -> asyncio.Task[None]:
                 return conn.spawn(_change_group(conn, session, pushes, changing, op, group))
@@ -141,8 +141,7 @@ async def _change_group(conn: Conn, session: PageSession, pushes: PushService, c
         conn.close_soon(Close.TRY_AGAIN, "try again later")  # reconnect and bind again: all groups
 
 
-async def _bind_deadline(conn: Conn, session: PageSession, seconds: float) -> None:
-    await asyncio.sleep(seconds)
+def _bind_deadline(conn: Conn, session: PageSession) -> None:
     if session.binding is None:
         conn.close_soon(Close.BIND_TIMEOUT, "bind timeout")
 
