@@ -1,6 +1,6 @@
 """The journal writers' batch write (`MessageStore.write`) on both databases: replays change nothing,
 a colliding id is never overwritten, a sender's cmid is stored once, a conversation's latest id
-only moves up. On SQLite the writer thread's statements (store/sqlite_batch.py) are also checked
+only moves up. On SQLite the writer process's statements (store/sqlite_batch.py) are also checked
 for what SQLite plans to do with them: no scan of the messages table, however many it holds."""
 
 from __future__ import annotations
@@ -16,9 +16,11 @@ from kefu.journal.base import draft
 from kefu.migrate import upgrade
 from kefu.protocol import Message
 from kefu.store import sqlite_batch
-from kefu.store.engine import SqliteThread, make_engine
-from kefu.store.messages import MessageStore
+from kefu.store.engine import make_engine, writer_engine
+from kefu.store.messages import MessageStore, write_batch
 from kefu.store.schema import conversations, messages
+from kefu.store.sqlite_batch import SqliteBatch
+from kefu.store.sqlite_writer import SqliteWriter
 from tests.support import services
 
 T0 = 1_700_000_000_000
@@ -29,7 +31,7 @@ async def store(deployment) -> AsyncIterator[MessageStore]:  # type: ignore[no-u
     if deployment.backend == "embedded":
         settings = Settings(data_dir=deployment.tmp / "data", _env_file=None)
         upgrade(settings)
-        st = MessageStore(make_engine(settings.database_url), SqliteThread(settings.sync_database_url))
+        st = MessageStore(make_engine(settings.database_url), SqliteWriter(settings.sync_database_url))
     else:
         deployment.server(start=False)  # migrates the test's database
         url = to_driver_url(services.mysql_url(deployment.database), "mysql+aiomysql")
@@ -81,21 +83,27 @@ async def test_replays_collisions_dedupe_and_the_latest_id(store: MessageStore):
 
 
 @pytest.mark.parametrize("deployment", ["embedded"], indirect=True)
-async def test_sqlite_batches_beyond_the_parameter_limit_and_plans_no_scan(store: MessageStore, monkeypatch):
+def test_sqlite_batches_beyond_the_parameter_limit_and_plans_no_scan(deployment, monkeypatch):  # type: ignore[no-untyped-def]
+    """The writer process's statements, run here on the same engine it makes."""
+    settings = Settings(data_dir=deployment.tmp / "data", _env_file=None)
+    upgrade(settings)
     monkeypatch.setattr(sqlite_batch, "MAX_PARAMETERS", 40)  # 3 message rows per INSERT, 20 keys per lookup
-    assert store.writer is not None
-    await store.write([(msg(i, openid=f"o_{i % 7}"), False) for i in range(1, 1001)], T0)
-    assert len(await rows(store)) == 1000
+    engine = writer_engine(settings.sync_database_url)
+    with engine.begin() as c:
+        write_batch(SqliteBatch(c), [(msg(i, openid=f"o_{i % 7}"), False) for i in range(1, 1001)], T0)
+    with engine.connect() as c:
+        assert c.scalar(sa.select(sa.func.count()).select_from(messages)) == 1000
 
     statements: list[str] = []  # as SQLite ran them, with their parameters written in
-    await store.writer.transaction(lambda c: c.connection.dbapi_connection.set_trace_callback(  # type: ignore[union-attr]
-        statements.append))
     resent = [(msg(i + 1000, cmid=f"c{i}", openid=f"o_{i % 7}"), False) for i in range(1, 51)]
-    again = await store.write(resent, T0)
+    with engine.begin() as c:
+        c.connection.dbapi_connection.set_trace_callback(statements.append)  # type: ignore[union-attr]
+        again = write_batch(SqliteBatch(c), resent, T0)
+    engine.dispose()
     assert len(again.dups) == 50
     selects = [s for s in statements if "SELECT" in s]
     assert selects, statements
-    with sqlite3.connect(store.writer.engine.url.database or "") as db:
+    with sqlite3.connect(engine.url.database or "") as db:
         for s in selects:
             plan = " / ".join(row[3] for row in db.execute("EXPLAIN QUERY PLAN " + s))
             assert "SCAN messages" not in plan and "SCAN m " not in plan + " ", (s[:120], plan)

@@ -170,6 +170,19 @@ async def test_redis_restarted_empty_while_kefu_runs(redis_cluster, own_redis):
     assert a.proc.poll() is None and b.proc.poll() is None
 
 
+def children(pid: int) -> list[int]:
+    return [int(c) for t in Path(f"/proc/{pid}/task").iterdir()
+            for c in (t / "children").read_text().split()]
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's reaper may be slow to collect it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
 async def test_kill9_of_the_embedded_server_mid_burst(tmp_path, request):
     d = Deployment("embedded", tmp_path, request.node.name)
     d.env.update(FAST)
@@ -179,8 +192,17 @@ async def test_kill9_of_the_embedded_server_mid_burst(tmp_path, request):
 
         async def fault() -> None:
             await until_acked(senders, 30)
+            assert srv.proc is not None
+            writers = children(srv.proc.pid)  # the message writer's process
+            assert writers, "the embedded server writes through a process of its own"
             await asyncio.to_thread(srv.kill9)
             await asyncio.to_thread(srv.start)
+            for _ in range(100):  # the killed server's writer finishes its batch and exits
+                if not any(running(pid) for pid in writers):
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError(f"the killed server's writer processes {writers} are still running")
 
         await run_all(senders, [agent], 50, fault)
         check([*senders, agent], settle(d, [*senders, agent]))

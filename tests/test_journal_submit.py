@@ -27,6 +27,9 @@ class GatedStore:
     async def max_id(self) -> int:
         return 0
 
+    async def start(self) -> None:
+        pass
+
     async def write(self, rows: list[tuple[Message, bool]], since: int) -> Written:
         await self.gate.wait()
         ids = [m.id for m, _ in rows]

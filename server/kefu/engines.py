@@ -16,10 +16,11 @@ from kefu.journal.embedded import EmbeddedJournal
 from kefu.journal.redis import RedisJournal
 from kefu.node import Node
 from kefu.store.accounts import AccountStore, PasswordHashing
-from kefu.store.engine import SqliteThread, make_engine
+from kefu.store.engine import make_engine
 from kefu.store.messages import MessageStore
 from kefu.store.presence import RedisPresence
 from kefu.store.redis_lane import RedisLane
+from kefu.store.sqlite_writer import SqliteWriter
 from kefu.store.tokens import AgentCheckedTokens, RedisTokenStore, SqlTokenStore
 
 
@@ -49,7 +50,7 @@ def limits_of(s: Settings) -> Limits:
 
 def build(s: Settings) -> Engines:
     db = make_engine(s.database_url)
-    messages = MessageStore(db, SqliteThread(s.sync_database_url) if db.dialect.name == "sqlite" else None)
+    messages = MessageStore(db, SqliteWriter(s.sync_database_url) if db.dialect.name == "sqlite" else None)
     accounts = AccountStore(db, PasswordHashing(s.password_hash_concurrency, s.password_hash_queue))
     if s.redis_url:
         # A blocking pool queues a burst for a free connection instead of failing it outright.

@@ -35,6 +35,8 @@ Key = tuple[str, str]
 # of numbers, which the cyclic garbage collector stops tracking: a full cache (200 000 entries) of
 # objects would make each full collection walk them all, a pause of a tenth of a second.
 Settled = tuple[int, int, bool]
+# An accepted message waiting for its commit: the draft with its id, where it came from, its ack.
+Pending = tuple[Message, str, asyncio.Future[Accepted]]
 
 
 class EmbeddedJournal(Journal):
@@ -48,7 +50,8 @@ class EmbeddedJournal(Journal):
         self.max_pending = max_pending
         self.cache_max = cache_max
         self._next = 0
-        self._queue: list[tuple[Message, str, asyncio.Future[Accepted]]] = []
+        self._queue: list[Pending] = []
+        self._writing: list[Pending] = []  # the batch being stored (the last one, once stored)
         self._cache: OrderedDict[Key, asyncio.Future[Accepted] | Settled] = OrderedDict()
         self._wake = asyncio.Event()
         self._closed = False
@@ -57,6 +60,7 @@ class EmbeddedJournal(Journal):
     async def start(self) -> None:
         # Nothing above the stored maximum was ever relayed or acked, so counting on from it is safe.
         self._next = await self.store.max_id()
+        await self.store.start()
         self._task = asyncio.create_task(self._run())
 
     def submit(self, draft: Message, origin: str) -> asyncio.Future[Accepted]:
@@ -99,22 +103,37 @@ class EmbeddedJournal(Journal):
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while self._queue:
-                chunk = self._queue[: self.batch]
-                await self._commit(chunk)
-                del self._queue[: len(chunk)]
+            writing = self._write_next()
+            while writing is not None:
+                chunk, written = writing[0], await writing[1]
+                # Committed: the next batch goes to the writer while this one is relayed and acked
+                # (its relay still follows this one's: it is settled only after its own commit).
+                # One step aside first, so that the next batch's task reaches the writer's pipe
+                # before this one's settling takes the loop for a few milliseconds.
+                writing = self._write_next()
+                if writing is not None:
+                    await asyncio.sleep(0)
+                with coalesced():  # the batch's frames to one agent go out in one write
+                    for m, origin, fut in chunk:
+                        self._settle(m, origin, fut, written)
                 metrics.JOURNAL_PENDING.dec(len(chunk))
             if self._closed:
                 return
 
-    async def _commit(self, chunk: list[tuple[Message, str, asyncio.Future[Accepted]]]) -> None:
+    def _write_next(self) -> tuple[list[Pending], asyncio.Task[Written]] | None:
+        """Take the next batch off the queue and start storing it."""
+        if not self._queue:
+            return None
+        chunk = self._writing = self._queue[: self.batch]
+        del self._queue[: len(chunk)]
+        return chunk, asyncio.create_task(self._store(chunk))
+
+    async def _store(self, chunk: list[Pending]) -> Written:
         rows = [(m, self._online(m)) for m, _, _ in chunk]
         since = int(time.time() * 1000) - self.dedupe_ms
         written = await write_until_stored(lambda: self.store.write(rows, since), len(rows), self.max_backoff)
         assert written is not None  # no stop signal: retried until stored
-        with coalesced():  # the batch's frames to one agent go out in one write
-            for m, origin, fut in chunk:
-                self._settle(m, origin, fut, written)
+        return written
 
     def _settle(self, m: Message, origin: str, fut: asyncio.Future[Accepted], written: Written) -> None:
         """Relay a committed message (or answer it as the duplicate the writer found), then ack."""
@@ -151,14 +170,14 @@ class EmbeddedJournal(Journal):
         try:
             await asyncio.wait_for(asyncio.shield(self._task), timeout)
         except TimeoutError:
-            log.error("shutdown: %d accepted messages could not be stored (they were not acked)",
-                      len(self._queue))
-            self._task.cancel()
+            self._task.cancel()  # and with it the batch being stored
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            for _, _, fut in self._queue:
-                if not fut.done():
-                    fut.set_exception(Unavailable("server shutting down; resend it"))
+            unsettled = [fut for _, _, fut in self._writing + self._queue if not fut.done()]
+            log.error("shutdown: %d accepted messages could not be stored (they were not acked)",
+                      len(unsettled))
+            for fut in unsettled:
+                fut.set_exception(Unavailable("server shutting down; resend it"))
 
 
 def _duplicate(resend: Message, msg_id: int, ts: int, delivered: bool) -> Accepted:

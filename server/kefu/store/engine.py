@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 SQLITE_POOL = 8
-T = TypeVar("T")
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -40,31 +36,13 @@ def sqlite_path(url: str) -> Path:
     return Path(url.split(":///", 1)[1])
 
 
-class SqliteThread:
-    """One SQLite connection on a thread of its own, for the message writer: a batch's statements
-    and its commit are one hop from the event loop, where through aiosqlite each statement was a
-    hop there and back, and the loop, busy with sockets, answered each hop late. Blocking the loop
-    instead is not an option: another connection's transaction that holds SQLite's write lock
-    across awaits would then never finish (a stall until the busy timeout)."""
-
-    def __init__(self, url: str) -> None:
-        """`url`: the file's synchronous URL (`sqlite:///…`, `Settings.sync_database_url`)."""
-        self.engine = sa.create_engine(url, pool_size=1, max_overflow=0, connect_args={"timeout": 10})
-        sa.event.listen(self.engine, "connect", _writer_connect)
-        sa.event.listen(self.engine, "begin", _begin_immediate)
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="kefu-sqlite-writer")
-
-    async def transaction(self, fn: Callable[[sa.Connection], T]) -> T:
-        """Run `fn` in one transaction on the writer thread."""
-        def run() -> T:
-            with self.engine.begin() as conn:
-                return fn(conn)
-
-        return await asyncio.get_running_loop().run_in_executor(self._thread, run)
-
-    async def close(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._thread, self.engine.dispose)
-        self._thread.shutdown(wait=False)
+def writer_engine(url: str) -> sa.Engine:
+    """The message writer's one connection (`writer_process.py`), from the file's synchronous URL
+    (`sqlite:///…`, `Settings.sync_database_url`): every transaction begins with the write lock."""
+    engine = sa.create_engine(url, pool_size=1, max_overflow=0, connect_args={"timeout": 10})
+    sa.event.listen(engine, "connect", _writer_connect)
+    sa.event.listen(engine, "begin", _begin_immediate)
+    return engine
 
 
 def make_engine(url: str) -> AsyncEngine:

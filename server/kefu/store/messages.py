@@ -12,18 +12,19 @@ import logging
 import secrets
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from kefu import jsonio, metrics
 from kefu.protocol import USER_KINDS, Message, Role
-from kefu.store.engine import SqliteThread
 from kefu.store.retry import in_transaction, retrying
 from kefu.store.schema import conversations, messages, meta
-from kefu.store.sqlite_batch import SqliteBatch
 from kefu.store.upsert import insert_ignore, larger, made_once, upsert
+
+if TYPE_CHECKING:  # it runs `write_batch` in its process
+    from kefu.store.sqlite_writer import SqliteWriter
 
 log = logging.getLogger(__name__)
 READ_COLUMN = {"agent": conversations.c.agent_read_upto, "user": conversations.c.user_read_upto}
@@ -98,8 +99,47 @@ class _CoreBatch:
         self.conn.execute(self._latest, list(rows))
 
 
+def write_batch(sql: BatchStatements, batch: Sequence[tuple[Message, bool]],
+                dedupe_since_ms: int | None) -> Written:
+    """The batch write's one algorithm, inside the caller's transaction: skip what is already
+    stored (a replay), report colliding ids and (with `dedupe_since_ms`) earlier messages under a
+    sender's cmid, insert the rest and raise each conversation's latest id."""
+    out = Written()
+    by_id = {m.id: (m, d) for m, d in batch}
+    for row in sql.stored(list(by_id)):
+        m, _ = by_id.pop(row.id)
+        if (row.sender_key, row.cmid, row.body) != (m.sender_key, m.cmid, m.msg):
+            out.collisions.append(row.id)
+    if dedupe_since_ms is not None:
+        keys = {(m.sender_key, m.cmid) for m, _ in by_id.values() if m.cmid is not None}
+        if keys:
+            for r in sql.earlier(sorted(keys), dedupe_since_ms):
+                key = (r.sender_key, r.cmid)
+                if key not in out.dups or r.id < out.dups[key].id:
+                    out.dups[key] = Earlier(r.id, r.ts, bool(r.delivered))
+            for i, (m, _) in list(by_id.items()):
+                if (m.sender_key, m.cmid) in out.dups:
+                    del by_id[i]
+    if not by_id:
+        return out
+    sql.insert([{
+        "id": m.id, "openid": m.openid, "sender": m.sender, "agent_id": m.agent_id,
+        "agent_name": m.agent, "sender_key": m.sender_key, "cmid": m.cmid, "body": m.msg, "ts": m.ts,
+        "delivered": d, "kind": m.kind, "meta": jsonio.dumps(m.meta) if m.meta else None,
+    } for m, d in by_id.values()])
+    # A conversation's latest activity is its chat: notes and status events do not move it.
+    last: dict[str, int] = {}
+    for m, _ in by_id.values():
+        if m.for_user:
+            last[m.openid] = max(last.get(m.openid, 0), m.id)
+    # Sorted, so two writers lock conversation rows in the same order.
+    if last:
+        sql.latest([{"openid": o, "last_message_id": last[o]} for o in sorted(last)])
+    return out
+
+
 class MessageStore:
-    def __init__(self, engine: AsyncEngine, writer: SqliteThread | None = None) -> None:
+    def __init__(self, engine: AsyncEngine, writer: SqliteWriter | None = None) -> None:
         self.engine = engine
         self.writer = writer
         self.dialect = engine.dialect.name
@@ -112,66 +152,35 @@ class MessageStore:
         return upsert(self.dialect, table, values, [key],
                       {c: larger(self.dialect, table, c) for c in greatest})
 
+    async def start(self) -> None:
+        """Start the SQLite writer's process now rather than at the first batch."""
+        if self.writer is not None:
+            await self.writer.start()
+
     # ---- writes --------------------------------------------------------------------------------
 
     async def write(self, batch: Sequence[tuple[Message, bool]],
                     dedupe_since_ms: int | None = None) -> Written:
-        """Store `(message, delivered)` pairs in one transaction.
+        """Store `(message, delivered)` pairs in one transaction (`write_batch`).
 
         With `dedupe_since_ms` (the embedded engine), a message whose sender already has a stored
         message with the same cmid at or after that time is not stored: it is reported in
         `Written.dups` with the earlier message, checked inside the same transaction that inserts,
         so a duplicate can never be acked as a new message nor the other way round. On SQLite the
-        transaction runs on the writer thread (`SqliteThread`), in one hop."""
+        transaction runs in the writer's own process (`SqliteWriter`), in one exchange."""
         if not batch:
             return Written()
         what = f"storing {len(batch)} messages"
         if self.writer is not None:
             writer = self.writer
-            return await retrying(lambda: writer.transaction(
-                lambda c: self._write(c, batch, dedupe_since_ms)), what)
-        return await in_transaction(self.engine, lambda c: c.run_sync(self._write, batch, dedupe_since_ms),
-                                    what)
-
-    def _write(self, conn: sa.Connection, batch: Sequence[tuple[Message, bool]],
-               dedupe_since_ms: int | None) -> Written:
-        sql: BatchStatements = (SqliteBatch(conn) if self.dialect == "sqlite"
-                                else _CoreBatch(conn, self._latest))
-        out = Written()
-        by_id = {m.id: (m, d) for m, d in batch}
-        for row in sql.stored(list(by_id)):
-            m, _ = by_id.pop(row.id)
-            if (row.sender_key, row.cmid, row.body) != (m.sender_key, m.cmid, m.msg):
-                out.collisions.append(row.id)
+            out = await retrying(lambda: writer.write(batch, dedupe_since_ms), what)
+        else:
+            out = await in_transaction(self.engine, lambda c: c.run_sync(
+                lambda sync: write_batch(_CoreBatch(sync, self._latest), batch, dedupe_since_ms)), what)
         if out.collisions:
             metrics.ID_COLLISIONS.inc(len(out.collisions))
             log.error("ids %s are already stored with other messages; these were not stored",
                       out.collisions[:20])
-        if dedupe_since_ms is not None:
-            keys = {(m.sender_key, m.cmid) for m, _ in by_id.values() if m.cmid is not None}
-            if keys:
-                for r in sql.earlier(sorted(keys), dedupe_since_ms):
-                    key = (r.sender_key, r.cmid)
-                    if key not in out.dups or r.id < out.dups[key].id:
-                        out.dups[key] = Earlier(r.id, r.ts, bool(r.delivered))
-                for i, (m, _) in list(by_id.items()):
-                    if (m.sender_key, m.cmid) in out.dups:
-                        del by_id[i]
-        if not by_id:
-            return out
-        sql.insert([{
-            "id": m.id, "openid": m.openid, "sender": m.sender, "agent_id": m.agent_id,
-            "agent_name": m.agent, "sender_key": m.sender_key, "cmid": m.cmid, "body": m.msg, "ts": m.ts,
-            "delivered": d, "kind": m.kind, "meta": jsonio.dumps(m.meta) if m.meta else None,
-        } for m, d in by_id.values()])
-        # A conversation's latest activity is its chat: notes and status events do not move it.
-        last: dict[str, int] = {}
-        for m, _ in by_id.values():
-            if m.for_user:
-                last[m.openid] = max(last.get(m.openid, 0), m.id)
-        # Sorted, so two writers lock conversation rows in the same order.
-        if last:
-            sql.latest([{"openid": o, "last_message_id": last[o]} for o in sorted(last)])
         return out
 
     async def mark_read(self, openid: str, by: Role, upto: int) -> int:

@@ -1,8 +1,7 @@
 """The message writer's statements on SQLite, each one call into SQLite for the whole batch.
 
-The embedded writer runs its transaction on a thread of its own (`store.engine.SqliteThread`),
-where every call into SQLite lets go of the interpreter and then waits to take it back from the
-event loop's busy thread. So each statement carries the whole batch — one multi-row `VALUES`
+The embedded writer runs its transaction in a process of its own (`store/writer_process.py`), one
+call into SQLite per statement: each statement carries the whole batch — one multi-row `VALUES`
 instead of an executemany of a row each, SQL text built from the schema's columns, one text per
 row count (SQLite's statement cache keeps them) — cut only where SQLite's limit on parameters
 requires. A batch of 100 messages: 5.0 ms through SQLAlchemy's executemany, 2.9 ms here, alone on

@@ -1,0 +1,140 @@
+"""The embedded writer's own process (`store/sqlite_writer.py`): an answer means committed; a
+process that dies or an exchange that is abandoned fails its batch as infrastructure trouble (the
+journal retries it), and the next batch runs in a fresh process that never takes the abandoned
+batch's answer for its own; the process outlives SIGTERM and SIGINT (its server may still be
+flushing) and exits once its server closes its end."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from kefu.config import Settings
+from kefu.errors import is_infrastructure
+from kefu.journal.base import draft
+from kefu.migrate import upgrade
+from kefu.protocol import Message
+from kefu.store.sqlite_writer import SqliteWriter
+
+T0 = 1_700_000_000_000
+
+
+def batch(first: int, n: int, cmid: str = "c") -> list[tuple[Message, bool]]:
+    return [(draft(ts=T0 + i, openid="o_1", sender="user", msg=f"m{i}", agent_id=None, agent=None,
+                   cmid=f"{cmid}{i}").with_id(i), False) for i in range(first, first + n)]
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Path:
+    settings = Settings(data_dir=tmp_path / "data", _env_file=None)
+    upgrade(settings)
+    return Path(settings.sync_database_url.split(":///", 1)[1])
+
+
+@pytest.fixture
+async def writer(database: Path) -> AsyncIterator[SqliteWriter]:
+    w = SqliteWriter(f"sqlite:///{database}")
+    await w.start()
+    try:
+        yield w
+    finally:
+        await w.close()
+
+
+def stored(database: Path) -> list[int]:
+    with sqlite3.connect(database) as db:
+        return [r[0] for r in db.execute("SELECT id FROM messages ORDER BY id")]
+
+
+def child_pid(w: SqliteWriter) -> int:
+    assert w._child is not None and w._child.returncode is None
+    return w._child.pid
+
+
+async def gone(pid: int) -> bool:
+    for _ in range(100):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+async def test_an_answer_means_committed_and_a_replay_changes_nothing(writer: SqliteWriter, database: Path):
+    assert (await writer.write(batch(1, 50), T0)).dups == {}
+    assert stored(database) == list(range(1, 51))
+    again = await writer.write(batch(1, 50), T0)  # the journal's retry of a batch that was committed
+    assert (again.dups, again.collisions) == ({}, []) and stored(database) == list(range(1, 51))
+    # the same cmids under new ids: answered with the stored messages, not stored again
+    resent = await writer.write([(m.with_id(100 + i), d) for i, (m, d) in enumerate(batch(1, 3))], T0)
+    assert {k: e.id for k, e in resent.dups.items()} == {("u:o_1", "c1"): 1, ("u:o_1", "c2"): 2,
+                                                         ("u:o_1", "c3"): 3}
+    assert stored(database) == list(range(1, 51))
+
+
+async def test_a_killed_process_fails_its_batch_as_unavailable_and_the_next_one_gets_a_fresh_process(
+        writer: SqliteWriter, database: Path):
+    await writer.write(batch(1, 5), T0)
+    with sqlite3.connect(database, isolation_level=None) as lock:
+        lock.execute("BEGIN IMMEDIATE")  # the writer's batch waits for SQLite's write lock
+        pending = asyncio.create_task(writer.write(batch(6, 5), T0))
+        await asyncio.sleep(0.3)
+        pid = child_pid(writer)
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(ConnectionError) as failed:
+            await pending
+        assert is_infrastructure(failed.value)
+        lock.execute("ROLLBACK")
+    await writer.write(batch(6, 5), T0)  # the retry
+    assert child_pid(writer) != pid and stored(database) == list(range(1, 11))
+
+    os.kill(child_pid(writer), signal.SIGKILL)  # between batches: noticed at the next one
+    await asyncio.sleep(0.3)
+    await writer.write(batch(11, 1), T0)
+    assert stored(database) == list(range(1, 12))
+
+
+async def test_an_abandoned_exchange_never_answers_a_later_batch(writer: SqliteWriter, database: Path):
+    await writer.write(batch(1, 3), T0)
+    with sqlite3.connect(database, isolation_level=None) as lock:
+        lock.execute("BEGIN IMMEDIATE")
+        pid = child_pid(writer)
+        resends = [(m.with_id(10 + i), d) for i, (m, d) in enumerate(batch(1, 3))]  # answered with dups
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(writer.write(resends, T0), 0.3)
+        assert await gone(pid), "the process that held the abandoned batch is stopped"
+        lock.execute("ROLLBACK")
+    fresh = await writer.write(batch(4, 2), T0)
+    assert fresh.dups == {}, "the answer is this batch's, not the abandoned one's"
+    assert stored(database) == [1, 2, 3, 4, 5]
+
+
+async def test_the_process_outlives_sigterm_and_sigint_and_exits_when_closed(database: Path):
+    w = SqliteWriter(f"sqlite:///{database}")
+    await w.start()
+    pid = child_pid(w)
+    os.kill(pid, signal.SIGTERM)
+    os.kill(pid, signal.SIGINT)
+    await asyncio.sleep(0.2)
+    await w.write(batch(1, 2), T0)  # the server flushes what it accepted while it stops
+    assert child_pid(w) == pid and stored(database) == [1, 2]
+    await w.close()
+    assert await gone(pid)
+
+
+async def test_a_database_error_arrives_as_itself(tmp_path: Path):
+    w = SqliteWriter(f"sqlite:///{tmp_path}/missing/dir/kefu.db")  # SQLite cannot open it
+    try:
+        with pytest.raises(sa.exc.OperationalError) as failed:
+            await w.write(batch(1, 1), T0)
+        assert is_infrastructure(failed.value) and "unable to open database" in str(failed.value)
+    finally:
+        await w.close()
