@@ -15,11 +15,10 @@ from kefu.config import Settings, to_driver_url
 from kefu.journal.base import draft
 from kefu.migrate import upgrade
 from kefu.protocol import Message
-from kefu.store import sqlite_batch
-from kefu.store.engine import make_engine, writer_engine
-from kefu.store.messages import MessageStore, write_batch
+from kefu.store import sqlite_batch, writer_process
+from kefu.store.engine import make_engine, sqlite_path
+from kefu.store.messages import MessageStore, message_row
 from kefu.store.schema import conversations, messages
-from kefu.store.sqlite_batch import SqliteBatch
 from kefu.store.sqlite_writer import SqliteWriter
 from tests.support import services
 
@@ -88,22 +87,20 @@ def test_sqlite_batches_beyond_the_parameter_limit_and_plans_no_scan(deployment,
     settings = Settings(data_dir=deployment.tmp / "data", _env_file=None)
     upgrade(settings)
     monkeypatch.setattr(sqlite_batch, "MAX_PARAMETERS", 40)  # 3 message rows per INSERT, 20 keys per lookup
-    engine = writer_engine(settings.sync_database_url)
-    with engine.begin() as c:
-        write_batch(SqliteBatch(c), [(msg(i, openid=f"o_{i % 7}"), False) for i in range(1, 1001)], T0)
-    with engine.connect() as c:
-        assert c.scalar(sa.select(sa.func.count()).select_from(messages)) == 1000
+    path = str(sqlite_path(settings.sync_database_url))
+    conn = writer_process.connect(path)
+    writer_process.run(conn, [message_row(msg(i, openid=f"o_{i % 7}"), False) for i in range(1, 1001)], T0)
+    assert conn.execute("SELECT count(*) FROM messages").fetchone() == (1000,)
 
     statements: list[str] = []  # as SQLite ran them, with their parameters written in
-    resent = [(msg(i + 1000, cmid=f"c{i}", openid=f"o_{i % 7}"), False) for i in range(1, 51)]
-    with engine.begin() as c:
-        c.connection.dbapi_connection.set_trace_callback(statements.append)  # type: ignore[union-attr]
-        again = write_batch(SqliteBatch(c), resent, T0)
-    engine.dispose()
+    conn.set_trace_callback(statements.append)
+    resent = [message_row(msg(i + 1000, cmid=f"c{i}", openid=f"o_{i % 7}"), False) for i in range(1, 51)]
+    again = writer_process.run(conn, resent, T0)
+    conn.close()
     assert len(again.dups) == 50
     selects = [s for s in statements if "SELECT" in s]
     assert selects, statements
-    with sqlite3.connect(engine.url.database or "") as db:
+    with sqlite3.connect(path) as db:
         for s in selects:
             plan = " / ".join(row[3] for row in db.execute("EXPLAIN QUERY PLAN " + s))
             assert "SCAN messages" not in plan and "SCAN m " not in plan + " ", (s[:120], plan)

@@ -13,7 +13,7 @@ from kefu.errors import Unavailable
 from kefu.journal.base import draft
 from kefu.journal.embedded import EmbeddedJournal
 from kefu.protocol import Message
-from kefu.store.messages import Written
+from kefu.store.batch import Written
 
 
 class GatedStore:

@@ -20,15 +20,19 @@ from kefu.config import Settings
 from kefu.errors import is_infrastructure
 from kefu.journal.base import draft
 from kefu.migrate import upgrade
-from kefu.protocol import Message
+from kefu.store.batch import MessageRow
+from kefu.store.messages import message_row
 from kefu.store.sqlite_writer import SqliteWriter
 
 T0 = 1_700_000_000_000
 
 
-def batch(first: int, n: int, cmid: str = "c") -> list[tuple[Message, bool]]:
-    return [(draft(ts=T0 + i, openid="o_1", sender="user", msg=f"m{i}", agent_id=None, agent=None,
-                   cmid=f"{cmid}{i}").with_id(i), False) for i in range(first, first + n)]
+def batch(first: int, n: int, ids_from: int | None = None) -> list[MessageRow]:
+    """Messages c<first>… under ids from `ids_from` (default: the same numbers)."""
+    at = first if ids_from is None else ids_from
+    return [message_row(draft(ts=T0 + i, openid="o_1", sender="user", msg=f"m{i}", agent_id=None,
+                              agent=None, cmid=f"c{i}").with_id(at + i - first), False)
+            for i in range(first, first + n)]
 
 
 @pytest.fixture
@@ -74,7 +78,7 @@ async def test_an_answer_means_committed_and_a_replay_changes_nothing(writer: Sq
     again = await writer.write(batch(1, 50), T0)  # the journal's retry of a batch that was committed
     assert (again.dups, again.collisions) == ({}, []) and stored(database) == list(range(1, 51))
     # the same cmids under new ids: answered with the stored messages, not stored again
-    resent = await writer.write([(m.with_id(100 + i), d) for i, (m, d) in enumerate(batch(1, 3))], T0)
+    resent = await writer.write(batch(1, 3, ids_from=100), T0)
     assert {k: e.id for k, e in resent.dups.items()} == {("u:o_1", "c1"): 1, ("u:o_1", "c2"): 2,
                                                          ("u:o_1", "c3"): 3}
     assert stored(database) == list(range(1, 51))
@@ -107,7 +111,7 @@ async def test_an_abandoned_exchange_never_answers_a_later_batch(writer: SqliteW
     with sqlite3.connect(database, isolation_level=None) as lock:
         lock.execute("BEGIN IMMEDIATE")
         pid = child_pid(writer)
-        resends = [(m.with_id(10 + i), d) for i, (m, d) in enumerate(batch(1, 3))]  # answered with dups
+        resends = batch(1, 3, ids_from=10)  # answered with dups
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(writer.write(resends, T0), 0.3)
         assert await gone(pid), "the process that held the abandoned batch is stopped"
@@ -130,7 +134,7 @@ async def test_the_process_outlives_sigterm_and_sigint_and_exits_when_closed(dat
     assert await gone(pid)
 
 
-async def test_a_database_error_arrives_as_itself(tmp_path: Path):
+async def test_a_database_error_arrives_as_sqlalchemys_like_every_other_database_call(tmp_path: Path):
     w = SqliteWriter(f"sqlite:///{tmp_path}/missing/dir/kefu.db")  # SQLite cannot open it
     try:
         with pytest.raises(sa.exc.OperationalError) as failed:

@@ -19,7 +19,7 @@ from kefu import jsonio, metrics
 from kefu.core.session import Accepted
 from kefu.errors import is_infrastructure
 from kefu.protocol import Message
-from kefu.store.messages import Written
+from kefu.store.batch import Written
 
 log = logging.getLogger(__name__)
 WRITE_TIMEOUT = 15.0

@@ -26,7 +26,8 @@ from kefu.core.session import Accepted
 from kefu.errors import Unavailable
 from kefu.journal.base import Journal, Snapshot, counts_agents, delivered_by, write_until_stored
 from kefu.protocol import Message, user_channel
-from kefu.store.messages import MessageStore, Written
+from kefu.store.batch import Written
+from kefu.store.messages import MessageStore
 
 log = logging.getLogger(__name__)
 

@@ -11,14 +11,14 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import AsyncIterator, Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from kefu import jsonio, metrics
 from kefu.protocol import USER_KINDS, Message, Role
+from kefu.store.batch import MESSAGE_COLUMNS, Earlier, MessageRow, Written, write_batch
 from kefu.store.retry import in_transaction, retrying
 from kefu.store.schema import conversations, messages, meta
 from kefu.store.upsert import insert_ignore, larger, made_once, upsert
@@ -36,44 +36,14 @@ def _row_to_message(r: sa.Row) -> Message:
                    meta=jsonio.loads(r.meta) if r.meta else None)
 
 
+def message_row(m: Message, delivered: bool) -> MessageRow:
+    return MessageRow(m.id, m.openid, m.sender, m.agent_id, m.agent, m.sender_key, m.cmid, m.msg, m.ts,
+                      delivered, m.kind, jsonio.dumps(m.meta) if m.meta else None, m.for_user)
+
+
 def _for_user(q: sa.Select) -> sa.Select:
     """Only what the user sees: no private notes, no status events."""
     return q.where(messages.c.kind.in_(USER_KINDS))
-
-
-@dataclass(frozen=True, slots=True)
-class Earlier:
-    """A message already stored under a sender's cmid: what a duplicate is acked with."""
-
-    id: int
-    ts: int
-    delivered: bool
-
-
-@dataclass(slots=True)
-class Written:
-    """What a batch write did: the duplicates it found (embedded dedupe) and the colliding ids."""
-
-    dups: dict[tuple[str, str], Earlier] = field(default_factory=dict)
-    collisions: list[int] = field(default_factory=list)
-
-
-class BatchStatements(Protocol):
-    """What a batch write asks of the database, in one transaction; rows have attribute access."""
-
-    def stored(self, ids: Sequence[int]) -> Iterable[Any]:
-        """id, sender_key, cmid, body of those of `ids` already stored."""
-        ...
-
-    def earlier(self, keys: Sequence[tuple[str, str]], since_ms: int) -> Iterable[Any]:
-        """sender_key, cmid, id, ts, delivered of messages under these (sender key, cmid) since then."""
-        ...
-
-    def insert(self, rows: Sequence[dict[str, Any]]) -> None: ...
-
-    def latest(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Raise each conversation's last_message_id to the one given (never lower it)."""
-        ...
 
 
 class _CoreBatch:
@@ -92,50 +62,11 @@ class _CoreBatch:
                                            messages.c.ts, messages.c.delivered).where(
             sa.tuple_(messages.c.sender_key, messages.c.cmid).in_(list(keys)), messages.c.ts >= since_ms))
 
-    def insert(self, rows: Sequence[dict[str, Any]]) -> None:
-        self.conn.execute(sa.insert(messages), list(rows))
+    def insert(self, rows: Sequence[MessageRow]) -> None:
+        self.conn.execute(sa.insert(messages), [dict(zip(MESSAGE_COLUMNS, r, strict=False)) for r in rows])
 
-    def latest(self, rows: Sequence[dict[str, Any]]) -> None:
-        self.conn.execute(self._latest, list(rows))
-
-
-def write_batch(sql: BatchStatements, batch: Sequence[tuple[Message, bool]],
-                dedupe_since_ms: int | None) -> Written:
-    """The batch write's one algorithm, inside the caller's transaction: skip what is already
-    stored (a replay), report colliding ids and (with `dedupe_since_ms`) earlier messages under a
-    sender's cmid, insert the rest and raise each conversation's latest id."""
-    out = Written()
-    by_id = {m.id: (m, d) for m, d in batch}
-    for row in sql.stored(list(by_id)):
-        m, _ = by_id.pop(row.id)
-        if (row.sender_key, row.cmid, row.body) != (m.sender_key, m.cmid, m.msg):
-            out.collisions.append(row.id)
-    if dedupe_since_ms is not None:
-        keys = {(m.sender_key, m.cmid) for m, _ in by_id.values() if m.cmid is not None}
-        if keys:
-            for r in sql.earlier(sorted(keys), dedupe_since_ms):
-                key = (r.sender_key, r.cmid)
-                if key not in out.dups or r.id < out.dups[key].id:
-                    out.dups[key] = Earlier(r.id, r.ts, bool(r.delivered))
-            for i, (m, _) in list(by_id.items()):
-                if (m.sender_key, m.cmid) in out.dups:
-                    del by_id[i]
-    if not by_id:
-        return out
-    sql.insert([{
-        "id": m.id, "openid": m.openid, "sender": m.sender, "agent_id": m.agent_id,
-        "agent_name": m.agent, "sender_key": m.sender_key, "cmid": m.cmid, "body": m.msg, "ts": m.ts,
-        "delivered": d, "kind": m.kind, "meta": jsonio.dumps(m.meta) if m.meta else None,
-    } for m, d in by_id.values()])
-    # A conversation's latest activity is its chat: notes and status events do not move it.
-    last: dict[str, int] = {}
-    for m, _ in by_id.values():
-        if m.for_user:
-            last[m.openid] = max(last.get(m.openid, 0), m.id)
-    # Sorted, so two writers lock conversation rows in the same order.
-    if last:
-        sql.latest([{"openid": o, "last_message_id": last[o]} for o in sorted(last)])
-    return out
+    def latest(self, rows: Sequence[tuple[str, int]]) -> None:
+        self.conn.execute(self._latest, [{"openid": o, "last_message_id": i} for o, i in rows])
 
 
 class MessageStore:
@@ -171,12 +102,13 @@ class MessageStore:
         if not batch:
             return Written()
         what = f"storing {len(batch)} messages"
+        rows = [message_row(m, d) for m, d in batch]
         if self.writer is not None:
             writer = self.writer
-            out = await retrying(lambda: writer.write(batch, dedupe_since_ms), what)
+            out = await retrying(lambda: writer.write(rows, dedupe_since_ms), what)
         else:
             out = await in_transaction(self.engine, lambda c: c.run_sync(
-                lambda sync: write_batch(_CoreBatch(sync, self._latest), batch, dedupe_since_ms)), what)
+                lambda sync: write_batch(_CoreBatch(sync, self._latest), rows, dedupe_since_ms)), what)
         if out.collisions:
             metrics.ID_COLLISIONS.inc(len(out.collisions))
             log.error("ids %s are already stored with other messages; these were not stored",

@@ -14,12 +14,14 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import sqlalchemy as sa
-
-from kefu.store.schema import messages
+from kefu.store.batch import MESSAGE_COLUMNS, MessageRow
 
 MAX_PARAMETERS = 32766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
-_COLUMNS = [c.name for c in messages.columns]
+# Every connection to the file: WAL lets history reads run beside the writer; FULL makes a commit
+# survive power loss, which is what an ack after the group commit promises.
+PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA busy_timeout=10000")
+_WIDTH = len(MESSAGE_COLUMNS)
+_INSERT = f"INSERT INTO messages ({', '.join(MESSAGE_COLUMNS)}) VALUES "
 
 
 def _chunks(items: Sequence[Any], width: int) -> Iterator[Sequence[Any]]:
@@ -35,17 +37,17 @@ def _values(n: int, width: int) -> str:
 
 
 class SqliteBatch:
-    """The four statements of a batch write (store.messages.BatchStatements) as raw SQL."""
+    """The four statements of a batch write (store.batch.BatchStatements) as raw SQL on `sqlite3`."""
 
-    def __init__(self, conn: sa.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
 
     def stored(self, ids: Sequence[int]) -> list[Any]:
         out: list[Any] = []
         for part in _chunks(ids, 1):
-            out += self.conn.exec_driver_sql(
+            out += self.conn.execute(
                 "SELECT id, sender_key, cmid, body FROM messages WHERE id IN (" + ", ".join("?" * len(part))
-                + ")", tuple(part)).all()
+                + ")", tuple(part)).fetchall()
         return out
 
     def earlier(self, keys: Sequence[tuple[str, str]], since_ms: int) -> list[Any]:
@@ -53,23 +55,21 @@ class SqliteBatch:
         for part in _chunks(keys, 2):
             # A join with the keys, not `(sender_key, cmid) IN (VALUES …)`: SQLite plans that as a
             # scan of the whole table; this searches the (sender_key, cmid) index once per key.
-            out += self.conn.exec_driver_sql(
+            out += self.conn.execute(
                 "WITH k (s, c) AS (VALUES " + _values(len(part), 2) + ") SELECT m.sender_key, m.cmid, "
                 "m.id, m.ts, m.delivered FROM k JOIN messages AS m ON m.sender_key = k.s AND m.cmid = k.c "
-                "WHERE m.ts >= ?", (*(v for key in part for v in key), since_ms)).all()
+                "WHERE m.ts >= ?", (*(v for key in part for v in key), since_ms)).fetchall()
         return out
 
-    def insert(self, rows: Sequence[dict[str, Any]]) -> None:
-        for part in _chunks(rows, len(_COLUMNS)):
-            self.conn.exec_driver_sql(
-                f"INSERT INTO messages ({', '.join(_COLUMNS)}) VALUES " + _values(len(part), len(_COLUMNS)),
-                tuple(row[c] for row in part for c in _COLUMNS))
+    def insert(self, rows: Sequence[MessageRow]) -> None:
+        for part in _chunks(rows, _WIDTH):
+            self.conn.execute(_INSERT + _values(len(part), _WIDTH),
+                              tuple(v for row in part for v in row[:_WIDTH]))
 
-    def latest(self, rows: Sequence[dict[str, Any]]) -> None:
+    def latest(self, rows: Sequence[tuple[str, int]]) -> None:
         for part in _chunks(rows, 2):
-            self.conn.exec_driver_sql(
+            self.conn.execute(
                 "INSERT INTO conversations (openid, last_message_id) VALUES " + _values(len(part), 2)
                 + " ON CONFLICT (openid) DO UPDATE SET last_message_id = "
                 "max(last_message_id, excluded.last_message_id)",
-                tuple(v for row in part for v in (row["openid"], row["last_message_id"])))
-
+                tuple(v for row in part for v in row))

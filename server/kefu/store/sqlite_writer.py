@@ -20,13 +20,16 @@ import asyncio
 import logging
 import os
 import pickle
+import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from kefu.protocol import Message
-from kefu.store.messages import Written
+import sqlalchemy as sa
+
+from kefu.store.batch import MessageRow, Written
+from kefu.store.engine import sqlite_path
 from kefu.store.writer_process import FRAME, frame
 
 log = logging.getLogger(__name__)
@@ -45,14 +48,17 @@ class SqliteWriter:
         async with self._lock:
             await self._running()
 
-    async def write(self, batch: Sequence[tuple[Message, bool]], dedupe_since_ms: int | None) -> Written:
-        """`messages.write_batch` in one transaction in the writer's process."""
+    async def write(self, batch: Sequence[MessageRow], dedupe_since_ms: int | None) -> Written:
+        """`batch.write_batch` in one transaction in the writer's process. SQLite's errors are
+        raised as SQLAlchemy's, like those of every other database call."""
         async with self._lock:
             child = await self._running()
             kind, value = await self._exchange(child, frame((batch, dedupe_since_ms)))
-        if kind != "ok":
-            raise value
-        return value
+        if kind == "ok":
+            return value
+        if isinstance(value, sqlite3.Error):
+            raise sa.exc.DBAPIError.instance(None, None, value, sqlite3.Error) from value
+        raise value
 
     async def _running(self) -> asyncio.subprocess.Process:
         if self._child is None or self._child.returncode is not None:
@@ -62,7 +68,7 @@ class SqliteWriter:
             env = {**os.environ, "PYTHONPATH": os.pathsep.join(
                 p for p in (_ROOT, os.environ.get("PYTHONPATH")) if p)}
             child = self._child = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "kefu.store.writer_process", self.url,
+                sys.executable, "-m", "kefu.store.writer_process", str(sqlite_path(self.url)),
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env)
             await self._exchange(child, None)  # it is ready once it ignores the group's signals
         return self._child
