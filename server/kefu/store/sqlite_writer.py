@@ -44,7 +44,7 @@ class SqliteWriter:
         self._lock = asyncio.Lock()
 
     async def start(self) -> None:
-        """Start the child now, not at the first message (it takes a few tenths of a second)."""
+        """Start the child now, not at the first message (and fail here if it cannot start)."""
         async with self._lock:
             await self._running()
 

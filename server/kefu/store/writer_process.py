@@ -4,10 +4,10 @@ It reads batches on stdin, runs each in one SQLite transaction (`batch.write_bat
 `sqlite_batch.SqliteBatch`, on the standard library's `sqlite3`, so it starts in a tenth of a
 second) and answers on stdout with what the write did or the exception it raised, each frame a
 length and a pickle — it only ever reads what its own server wrote. It answers after the commit,
-so an answer means durable. It exits when stdin closes (its server
-closed it, or died, even by kill -9), after the batch in hand; it ignores SIGINT and SIGTERM,
-which a terminal or a service manager sends to the whole process group, so that the server can
-still store what it accepted while it shuts down.
+so an answer means durable. It exits when stdin closes (its server closed it, or died, even by
+kill -9), after the batch in hand; it ignores SIGINT and SIGTERM, which a terminal or a service
+manager sends to the whole process group, so that the server can still store what it accepted
+while it shuts down.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def connect(path: str) -> sqlite3.Connection:
     """The writer's connection: it begins its own transactions, each with SQLite's write lock
     first (`BEGIN IMMEDIATE`), so a batch's lookups and its inserts are one atomic step and it
     never fails half-way on a lock upgrade."""
-    conn = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
+    conn = sqlite3.connect(path, timeout=10, isolation_level=None)
     for pragma in PRAGMAS:
         conn.execute(pragma)
     return conn
