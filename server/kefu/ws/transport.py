@@ -14,6 +14,10 @@
   arriving the next check is set at its deadline, so the cut comes at the deadline.
 - **The socket slot** (ws/admission.py) an upgraded request holds, given back when the
   connection is lost, whatever happened to the handler.
+- **Answering an ordinary upgrade itself** (ws/handshake.py): the 101 is written and the socket
+  set up as Sanic does, without websockets' `accept`, its copy of the headers or Sanic's signal
+  per write; any other upgrade (a subprotocol offered, a faulty header) goes Sanic's way, so
+  websockets judges it and answers its error.
 - **Writing a frame at once** (`immediate_writer`): Sanic's `send` takes a lock and awaits the
   transport for every frame, which costs a task switch per frame; while nothing else is writing and
   the transport takes bytes, the frame is framed and written in the caller's step instead.
@@ -32,16 +36,19 @@ from collections.abc import Callable
 from typing import Any
 
 from sanic import Request, Websocket
-from sanic.exceptions import RequestTimeout
+from sanic.exceptions import RequestCancelled, RequestTimeout
 from sanic.http.constants import Stage
+from sanic.log import websockets_logger
 from sanic.server.protocols.base_protocol import SanicProtocol
 from sanic.server.protocols.websocket_protocol import WebSocketProtocol
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
+from websockets.server import ServerProtocol
 
 from kefu import coalesce
 from kefu.core.admission import Slot
 from kefu.errors import Close
+from kefu.ws.handshake import plain_accept, switching_protocols
 from kefu.ws.inbox import Inbox
 
 # Why reading is paused (bits): the inbox is full, or the transport holds too much unsent.
@@ -73,7 +80,11 @@ class KefuWebSocketProtocol(WebSocketProtocol):
         self._request_started = self.last_received
 
     async def websocket_handshake(self, request: Request, subprotocols: Any = None) -> Websocket:
-        ws = await super().websocket_handshake(request, subprotocols)
+        accept = plain_accept(request) if subprotocols is None and not self.access_log else None
+        if accept is None:  # websockets judges it; Sanic logs it when its access log is on
+            ws = await super().websocket_handshake(request, subprotocols)
+        else:
+            ws = await self._switch(accept)
         # No await since Sanic set `self.websocket`: no byte has gone to its reader. Its frame
         # assembler is never used, and is 5 KiB an idle socket would keep (a queue, two events);
         # nor is the event that wakes an HTTP body's reader (Sanic checks it for None).
@@ -81,6 +92,22 @@ class KefuWebSocketProtocol(WebSocketProtocol):
         ws.assembler = None
         self._data_received = None  # type: ignore[assignment]
         return ws
+
+    async def _switch(self, accept: str) -> Websocket:
+        """What Sanic's handshake does once websockets has accepted (ws/handshake.py): the 101
+        written (without the signal Sanic dispatches per write), then the socket set up."""
+        await self._can_write.wait()
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            raise RequestCancelled
+        transport.write(switching_protocols(accept))
+        ws_proto = ServerProtocol(max_size=self.websocket_max_size, state=State.OPEN,
+                                  logger=websockets_logger)
+        self.websocket = Websocket(ws_proto, ping_interval=self.websocket_ping_interval,
+                                   ping_timeout=self.websocket_ping_timeout,
+                                   close_timeout=self.websocket_timeout)
+        await self.websocket.connection_made(self, loop=self.loop)
+        return self.websocket
 
     def data_received(self, data: bytes) -> None:
         now = time.monotonic()
