@@ -256,3 +256,12 @@ def test_the_team_remembers_a_waiting_conversation_until_something_changes():
     assert team.still_waiting("o1") and not team.still_waiting("o2")
     team.apply({"cmd": "presence", "agent": {"id": 7, "name": "a"}, "status": "online"})
     assert not team.still_waiting("o1")  # an agent came online: look again
+
+
+def test_a_message_given_its_id_keeps_every_other_field():
+    from dataclasses import fields
+    marks = {f.name: object() for f in fields(Message)}  # a field added later is covered too
+    moved = Message(**marks).with_id(42)
+    for name, mark in marks.items():
+        assert getattr(moved, name) is (42 if name == "id" else mark), name
+    assert Message(**marks).with_id(42, ts=9).ts == 9

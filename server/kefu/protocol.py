@@ -7,7 +7,7 @@ identifier rule (openid, cmid, ids) lives here and every caller uses it.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Literal, TypeGuard
 
 from kefu.errors import BadFrame, Forbidden, KefuError, TooLarge, UnknownCmd, UnknownType
@@ -104,7 +104,9 @@ class Message:
         return self.kind in USER_KINDS
 
     def with_id(self, msg_id: int, ts: int | None = None) -> Message:
-        return replace(self, id=msg_id, ts=self.ts if ts is None else ts)
+        # Field by field: `dataclasses.replace` reads the class's fields on every call (1.5 µs, not 0.3).
+        return Message(msg_id, self.ts if ts is None else ts, self.openid, self.sender, self.msg,
+                       self.agent_id, self.agent, self.cmid, self.kind, self.meta)
 
     def to_wire(self) -> dict[str, Any]:
         out: dict[str, Any] = {
