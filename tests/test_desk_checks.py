@@ -73,3 +73,19 @@ async def test_checks_of_different_conversations_do_not_wait_for_each_other():
     d = desk(store)
     await asyncio.gather(*(d.on_user_message(f"o_{i}") for i in range(20)))
     assert store.state_reads == 20
+
+
+async def test_messages_during_a_check_start_no_task_each_and_still_get_their_round():
+    store = SlowStore()
+    d = desk(store)
+    d.user_wrote("o_busy")  # the first message starts the check in the background
+    await asyncio.sleep(0.001)
+    assert len(d.background._tasks) == 1 and "o_busy" in d._checking
+    for _ in range(50):  # the user keeps writing while it runs
+        d.user_wrote("o_busy")
+    assert len(d.background._tasks) == 1  # no task per message: the running check was asked again
+    store.status = "resolved"  # meanwhile an agent resolves it
+    d.team.changes += 1
+    await asyncio.wait(list(d.background._tasks))
+    assert store.state_reads == 2 and store.reopens == 1  # the extra round saw it and reopened it
+    assert not d._checking

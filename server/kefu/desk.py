@@ -185,10 +185,18 @@ class Desk:
         return frame
 
     def user_wrote(self, openid: str) -> None:
-        """Check the conversation in the background, unless nothing can change: a held or
-        known-waiting conversation costs no task per message."""
-        if not self._settled(openid):
+        """Check the conversation in the background, unless nothing can change or a check of it
+        is running: a held or known-waiting conversation, or one being checked, costs no task per
+        message."""
+        if not self._settled(openid) and not self._checked_again(openid):
             self.background.spawn(self.on_user_message(openid), "assigning a conversation")
+
+    def _checked_again(self, openid: str) -> bool:
+        """If a check of this conversation is running, have it go round once more."""
+        if openid not in self._checking:
+            return False
+        self._checking[openid] = True
+        return True
 
     async def on_user_message(self, openid: str) -> None:
         """A user wrote: a resolved conversation reopens; a waiting one is assigned if anyone can.
@@ -196,10 +204,7 @@ class Desk:
         At most one check per conversation runs at a time: a message that arrives during it only
         asks for one more round, so a busy conversation costs one check, not one per message
         (each message's check would otherwise queue behind the assignment lock)."""
-        if self._settled(openid):
-            return
-        if openid in self._checking:
-            self._checking[openid] = True  # the running check goes round once more
+        if self._settled(openid) or self._checked_again(openid):
             return
         self._checking[openid] = False
         try:
