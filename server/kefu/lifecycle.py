@@ -45,9 +45,9 @@ from kefu.ws.admission import make_caps
 
 log = logging.getLogger("kefu")
 
-#: A full collection walks every live object: 0.1 s with 3 000 sockets open, 0.4 s with 10 000.
+#: A full collection walks every live object: 0.12 s with 3 200 sockets open, more with more.
 #: Python's default (after every 10 collections of the middle generation, ~70 000 allocations)
-#: ran one every ~600 connects while sockets piled up — a fifth of a connect's CPU, growing with
+#: ran one every ~600 connects while sockets piled up — a quarter of a connect's CPU, growing with
 #: the sockets held. Every 100 (~700 000 allocations) keeps that to a tenth. Garbage cycles that
 #: reach the old generation (a closed socket's) wait longer; what waits is bounded by the
 #: allocations in between, not by time, and Python still runs a full collection only once the

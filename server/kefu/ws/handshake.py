@@ -13,7 +13,6 @@ Extensions offered are ignored, as websockets does when none is configured (kefu
 from __future__ import annotations
 
 import base64
-import binascii
 from typing import Protocol
 
 from sanic.compat import Header
@@ -47,7 +46,7 @@ def plain_accept(request: RequestHead) -> str | None:
             return None
         connection = [c for v in headers.getall("connection", []) for c in parse_connection(v)]
         upgrade = [u for v in headers.getall("upgrade", []) for u in parse_upgrade(v)]
-    except (ValueError, binascii.Error, InvalidHeader):  # missing, repeated, malformed
+    except (ValueError, InvalidHeader):  # missing, repeated, malformed (binascii.Error is a ValueError)
         return None
     if not any(c.lower() == "upgrade" for c in connection):
         return None
