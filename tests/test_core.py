@@ -254,7 +254,18 @@ def test_the_team_remembers_a_waiting_conversation_until_something_changes():
     assert not team.still_waiting("o1")
     team.nobody_took("o1")
     assert team.still_waiting("o1") and not team.still_waiting("o2")
-    team.apply({"cmd": "presence", "agent": {"id": 7, "name": "a"}, "status": "online"})
+    agent = {"id": 7, "name": "a"}
+    for taken in ("assigned", "claimed"):  # another conversation taken makes no room
+        team.apply({"cmd": "conversation", "openid": "o2", "status": "assigned", "assignee": agent,
+                    "event": taken, "by": None})
+        assert team.still_waiting("o1") and team.holder("o2") == 7
+    team.apply({"cmd": "profile", "openid": "o3", "profile": {}})
+    assert team.still_waiting("o1")
+    team.apply({"cmd": "conversation", "openid": "o2", "status": "open", "assignee": None,
+                "event": "released", "by": agent})
+    assert not team.still_waiting("o1") and team.holder("o2") is None  # room was made: look again
+    team.nobody_took("o1")
+    team.apply({"cmd": "presence", "agent": agent, "status": "online"})
     assert not team.still_waiting("o1")  # an agent came online: look again
 
 

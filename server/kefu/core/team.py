@@ -31,6 +31,7 @@ def presence_frame(agent_id: int, name: str, status: str) -> dict[str, Any]:
     return {"cmd": "presence", "agent": {"id": agent_id, "name": name}, "status": status}
 
 
+TAKEN = ("assigned", "claimed")  # events of a conversation taken from the queue
 WAITING_MEMORY = 10_000  # conversations remembered as "waiting, and nobody had room"
 
 
@@ -58,9 +59,13 @@ class Team:
         self._waiting[openid] = self.changes
 
     def apply(self, frame: dict[str, Any]) -> None:
-        """Take in a `conversation` or `presence` frame."""
-        self.changes += 1
-        if frame.get("cmd") == "conversation":
+        """Take in a `conversation` or `presence` frame. `changes` counts only what may make room
+        for a waiting conversation: a conversation taken (assigned, claimed) frees none, so the
+        desk's first assignments do not send every waiting conversation back to the database."""
+        cmd = frame.get("cmd")
+        if cmd == "presence" or (cmd == "conversation" and frame.get("event") not in TAKEN):
+            self.changes += 1
+        if cmd == "conversation":
             openid = frame.get("openid")
             who = frame.get("assignee")
             if not isinstance(openid, str):
@@ -69,7 +74,7 @@ class Team:
                 self.assignee[openid] = who["id"]
             else:
                 self.assignee.pop(openid, None)
-        elif frame.get("cmd") == "presence":
+        elif cmd == "presence":
             agent = frame.get("agent") or {}
             if isinstance(agent.get("id"), int) and isinstance(frame.get("status"), str):
                 self.presence[agent["id"]] = frame["status"]
