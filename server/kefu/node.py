@@ -193,7 +193,7 @@ class Node:
         if result.dup:
             return
         m = result.message
-        metrics.MESSAGES_ACCEPTED.labels(m.sender).inc()
+        metrics.ACCEPTED_FROM[m.sender].inc()
         if m.sender == "user":
             if m.for_user:
                 self.desk.user_wrote(m.openid)
