@@ -90,3 +90,41 @@ async def test_a_resend_of_a_message_that_failed_fails_too_and_a_closed_journal_
     with pytest.raises(Unavailable):
         journal.submit(_message("c-3"), "")
     assert journal.submit(_message("c-2"), "").result().dup
+
+
+async def test_settled_entries_leave_the_cache_past_the_dedupe_window_and_over_the_cap():
+    store = GatedStore()
+    store.gate.set()
+    broker = LocalBroker()
+    await broker.start(lambda channel, env: None, lambda: None)
+    journal = EmbeddedJournal(store, broker, batch=100, max_backoff=0.1, dedupe_ttl=60,  # type: ignore[arg-type]
+                              cache_max=3)
+    await journal.start()
+    t0 = 1_700_000_000_000
+
+    def at(cmid: str, ts: int) -> Message:
+        return draft(ts=ts, openid="o-1", sender="user", msg="hi", cmid=cmid)
+
+    first = await journal.submit(at("c-1", t0), "")
+    assert journal.submit(at("c-1", t0 + 59_000), "").result().dup  # inside the window: from the cache
+    again = await journal.submit(at("c-1", t0 + 61_000), "")  # past it: evicted, a new message
+    assert not again.dup and again.message.id > first.message.id
+
+    for i in range(2, 8):
+        await journal.submit(at(f"c-{i}", t0 + 61_000), "")
+    assert len(journal._cache) <= 3 + 1  # over the cap, the next message evicts at once
+    await journal.stop(1)
+
+
+async def test_the_pending_gauge_counts_what_waits_for_its_commit():
+    from kefu import metrics
+    store = GatedStore()
+    journal = await _journal(store)
+    before = metrics.JOURNAL_PENDING._value.get()
+    futures = [journal.submit(_message(f"c-{i}"), "") for i in range(3)]
+    await asyncio.sleep(0)  # counted once per loop iteration
+    assert metrics.JOURNAL_PENDING._value.get() == before + 3
+    store.gate.set()
+    await asyncio.gather(*futures)
+    assert metrics.JOURNAL_PENDING._value.get() == before
+    await journal.stop(1)
