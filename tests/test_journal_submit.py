@@ -41,10 +41,10 @@ def _message(cmid: str, text: str = "hi") -> Message:
     return draft(ts=1_700_000_000_000, openid="o-1", sender="user", msg=text, cmid=cmid)
 
 
-async def _journal(store: GatedStore) -> EmbeddedJournal:
+async def _journal(store: GatedStore, batch: int = 100) -> EmbeddedJournal:
     broker = LocalBroker()
     await broker.start(lambda channel, env: None, lambda: None)
-    journal = EmbeddedJournal(store, broker, batch=100, max_backoff=0.1, dedupe_ttl=60)  # type: ignore[arg-type]
+    journal = EmbeddedJournal(store, broker, batch=batch, max_backoff=0.1, dedupe_ttl=60)  # type: ignore[arg-type]
     await journal.start()
     return journal
 
@@ -127,4 +127,48 @@ async def test_the_pending_gauge_counts_what_waits_for_its_commit():
     store.gate.set()
     await asyncio.gather(*futures)
     assert metrics.JOURNAL_PENDING._value.get() == before
+    await journal.stop(1)
+
+
+class SteppedStore(GatedStore):
+    """Commits one batch per `step()`, and records each batch's size."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.permits = asyncio.Semaphore(0)
+        self.sizes: list[int] = []
+
+    async def write(self, rows: list[tuple[Message, bool]], since: int) -> Written:
+        self.sizes.append(len(rows))
+        await self.permits.acquire()
+        return Written()
+
+    async def step(self, then: int) -> None:
+        """Let the batch in hand commit; return once the next batch has gone to the writer
+        (`then` batches in all)."""
+        self.permits.release()
+        for _ in range(100):
+            if len(self.sizes) >= then:
+                return
+            await asyncio.sleep(0.01)
+
+
+async def test_while_one_batch_is_relayed_the_next_takes_half_of_what_waits():
+    store = SteppedStore()
+    journal = await _journal(store, batch=500)
+    first = [journal.submit(_message(f"a-{i}"), "") for i in range(45)]
+    await asyncio.sleep(0.05)
+    assert store.sizes == [45]  # from idle, the whole queue
+    rest = [journal.submit(_message(f"b-{i}"), "") for i in range(155)]
+    await store.step(then=2)
+    assert store.sizes == [45, 100], "half of the 45 settling and the 155 waiting, not all 155"
+    await store.step(then=3)
+    assert store.sizes == [45, 100, 55]
+    later = [journal.submit(_message(f"c-{i}"), "") for i in range(20)]  # a light load is not split
+    await store.step(then=4)
+    assert store.sizes == [45, 100, 55, 20]
+    store.permits.release()
+    await asyncio.gather(*first, *rest, *later)
+    ids = [f.result().message.id for f in (*first, *rest, *later)]
+    assert ids == list(range(1, 221))
     await journal.stop(1)
