@@ -24,6 +24,12 @@ class GatedStore:
         self.collide: set[int] = set()
         self.written: list[int] = []
 
+    def send(self, rows: list[tuple[Message, bool]], since: int) -> asyncio.Future[Written]:
+        return asyncio.ensure_future(self.write(rows, since))
+
+    def abandon(self) -> None:
+        pass
+
     async def max_id(self) -> int:
         return 0
 
@@ -171,4 +177,31 @@ async def test_while_one_batch_is_relayed_the_next_takes_half_of_what_waits():
     await asyncio.gather(*first, *rest, *later)
     ids = [f.result().message.id for f in (*first, *rest, *later)]
     assert ids == list(range(1, 221))
+    await journal.stop(1)
+
+
+class FlakyStore(GatedStore):
+    """Fails its first write (the database went away), then stores."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate.set()
+        self.failures = 1
+
+    async def write(self, rows: list[tuple[Message, bool]], since: int) -> Written:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("the database went away")
+        return await super().write(rows, since)
+
+
+async def test_a_failed_batch_is_retried_before_anything_after_it_is_written():
+    store = FlakyStore()
+    journal = await _journal(store)
+    first = [journal.submit(_message(f"a-{i}"), "") for i in range(3)]
+    await asyncio.sleep(0.02)  # the first batch failed; its retry waits for the backoff
+    later = [journal.submit(_message(f"b-{i}"), "") for i in range(3)]
+    results = await asyncio.wait_for(asyncio.gather(*first, *later), 5)
+    assert [r.message.id for r in results] == [1, 2, 3, 4, 5, 6]
+    assert store.written == [1, 2, 3, 4, 5, 6], "the retried batch is committed before the next"
     await journal.stop(1)

@@ -22,7 +22,7 @@ from kefu.journal.base import draft
 from kefu.migrate import upgrade
 from kefu.store.batch import MessageRow
 from kefu.store.messages import message_row
-from kefu.store.sqlite_writer import SqliteWriter
+from kefu.store.sqlite_writer import Skipped, SqliteWriter
 
 T0 = 1_700_000_000_000
 
@@ -58,7 +58,7 @@ def stored(database: Path) -> list[int]:
 
 
 def child_pid(w: SqliteWriter) -> int:
-    assert w._child is not None and w._child.returncode is None
+    assert w._child is not None and w._child.alive and w._child.pid is not None
     return w._child.pid
 
 
@@ -142,3 +142,35 @@ async def test_a_database_error_arrives_as_sqlalchemys_like_every_other_database
         assert is_infrastructure(failed.value) and "unable to open database" in str(failed.value)
     finally:
         await w.close()
+
+
+async def test_after_a_failed_batch_the_writer_skips_what_follows_until_it_is_made_ready(
+        writer: SqliteWriter, database: Path):
+    await writer.write(batch(1, 1), T0)
+    bad = batch(2, 1)
+    bad[0] = bad[0]._replace(body={"not": "bindable"})  # type: ignore[arg-type]  # SQLite refuses it
+    with sqlite3.connect(database, isolation_level=None) as lock:
+        lock.execute("BEGIN IMMEDIATE")  # the writer takes the bad batch, then waits for the lock
+        failed = writer.send(bad, T0)
+        await asyncio.sleep(0.3)
+        behind = writer.send(batch(3, 2), T0)  # in the pipe while the bad batch is in hand
+        await asyncio.sleep(0.1)
+        lock.execute("ROLLBACK")
+    with pytest.raises(sa.exc.DBAPIError):
+        await failed
+    with pytest.raises(Skipped) as skipped:
+        await behind
+    assert is_infrastructure(skipped.value)
+    assert not writer.running  # nothing more is sent until the sender has seen the failure
+    with pytest.raises(ConnectionError):
+        writer.send(batch(3, 2), T0)
+    await writer.ready()  # the resend goes after the failure, in order
+    await writer.send(batch(3, 2), T0)
+    assert stored(database) == [1, 3, 4]
+
+
+async def test_batches_sent_together_commit_together_and_in_order(writer: SqliteWriter, database: Path):
+    futures = [writer.send(batch(1 + 10 * i, 10), T0) for i in range(5)]
+    results = await asyncio.gather(*futures)
+    assert all(r.dups == {} and r.collisions == [] for r in results)
+    assert stored(database) == list(range(1, 51))

@@ -1,8 +1,10 @@
 """Embedded journal (SQLite, one process): group commit, then relay, then ack.
 
-Accepted messages wait in memory; the writer commits everything queued in one transaction, and
-only then publishes them and resolves their acks. So every id a client ever sees is committed: a
-kill -9 loses only messages nobody was told about, and their ids may be handed out again safely.
+Accepted messages wait in memory; the writer commits them a batch at a time (one batch in its
+hands, the next sent as the last one's commit is answered), and only then are they published and
+acked, batch after batch in id order; a batch whose write failed is retried before any later one
+is sent. So every id a client ever sees is committed: a kill -9 loses only messages nobody was
+told about, and their ids may be handed out again safely.
 
 Dedupe: a cache of recent cmids answers most resends at once (and joins a resend to its original
 while that is still waiting for its commit); the cache is only a shortcut — the writer looks the
@@ -14,9 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 
 from kefu import metrics
 from kefu.broker.local import LocalBroker
@@ -24,7 +27,14 @@ from kefu.coalesce import coalesced
 from kefu.core.routing import AGENTS, audiences, message_envelope
 from kefu.core.session import Accepted
 from kefu.errors import Unavailable
-from kefu.journal.base import Journal, Snapshot, counts_agents, delivered_by, write_until_stored
+from kefu.journal.base import (
+    WRITE_TIMEOUT,
+    Journal,
+    Snapshot,
+    counts_agents,
+    delivered_by,
+    write_until_stored,
+)
 from kefu.protocol import Message, user_channel
 from kefu.store.batch import Written
 from kefu.store.messages import MessageStore
@@ -54,7 +64,10 @@ class EmbeddedJournal(Journal):
         self.cache_max = cache_max
         self._next = 0
         self._queue: list[Pending] = []
-        self._writing: list[Pending] = []  # the batch being stored (the last one, once stored)
+        self._writing: list[Pending] = []  # the batch the writer holds
+        self._retry: tuple[list[Pending], list[tuple[Message, bool]]] | None = None  # its write failed
+        self._committed: deque[tuple[list[Pending], Written]] = deque()  # to relay and ack, in order
+        self._kick_scheduled = False
         self._cache: OrderedDict[Key, asyncio.Future[Accepted] | Settled] = OrderedDict()
         self._evict_after = 0  # the next message at or after this time (ms) evicts expired entries
         self._uncounted = 0  # accepted this loop iteration, not yet in the pending gauge
@@ -85,12 +98,14 @@ class EmbeddedJournal(Journal):
             raise Unavailable("the server is shutting down or its queue is full; resend later")
         self._next += 1
         self._queue.append((draft.with_id(self._next), origin, fut))
+        if not self._writing and not self._kick_scheduled:  # the writer is idle: send at this step's end
+            self._kick_scheduled = True
+            asyncio.get_running_loop().call_soon(self._kick)
         self._uncounted += 1
         if self._uncounted == 1:  # counted once per loop iteration, not once per message
             asyncio.get_running_loop().call_soon(self._count_pending)
         if key is not None:
             self._cache[key] = fut
-        self._wake.set()
         return fut
 
     def _count_pending(self) -> None:
@@ -115,49 +130,77 @@ class EmbeddedJournal(Journal):
         return Snapshot(cap=None, pending=[])  # nothing is relayed before it is committed
 
     async def _run(self) -> None:
+        """Relay and ack each committed batch, in order; retry a batch whose write failed."""
         while True:
-            await self._wake.wait()
-            self._wake.clear()
-            writing = self._write_next()
-            while writing is not None:
-                chunk, written = writing[0], await writing[1]
-                # Committed: the next batch goes to the writer while this one is relayed and acked
-                # (its relay still follows this one's: it is settled only after its own commit).
-                # One step aside first, so that the next batch's task reaches the writer's pipe
-                # before this one's settling takes the loop for a few milliseconds.
-                writing = self._write_next(settling=len(chunk))
-                if writing is not None:
-                    await asyncio.sleep(0)
+            while self._committed:
+                chunk, written = self._committed.popleft()
                 with coalesced():  # the batch's frames to one agent go out in one write
                     for m, origin, fut in chunk:
                         self._settle(m, origin, fut, written)
                 metrics.JOURNAL_PENDING.dec(len(chunk))
-            if self._closed:
+            if self._retry is not None:
+                chunk, rows = self._retry
+                since = int(time.time() * 1000) - self.dedupe_ms
+                stored = await write_until_stored(functools.partial(self.store.write, rows, since),
+                                                  len(rows), self.max_backoff)
+                assert stored is not None  # no stop signal: retried until stored
+                self._retry = None
+                self._committed.append((chunk, stored))
+                self._send_next(settling=len(chunk))
+                continue
+            if self._closed and not self._queue and not self._writing:
                 return
+            self._send_next()
+            await self._wake.wait()
+            self._wake.clear()
 
-    def _write_next(self, settling: int = 0) -> tuple[list[Pending], asyncio.Task[Written]] | None:
-        """Take the next batch off the queue and start storing it.
+    def _kick(self) -> None:
+        self._kick_scheduled = False
+        self._send_next()
 
-        While a committed batch of `settling` messages is relayed, the next one takes half of
-        what the two hold (at least `UNSPLIT`, at most `batch`). The batches in turn then stay
-        even, so the writer's commit of one and the relay of the other take about as long. Left
-        to itself, a closed loop keeps whatever split it fell into (155 and 45 of 200 senders,
-        in turn): the writer waits through the short one and the event loop through the long."""
-        if not self._queue:
-            return None
+    def _send_next(self, settling: int = 0) -> None:
+        """Hand the next batch to the writer, unless one is there or a failed one awaits its
+        retry (commits stay in id order).
+
+        It is called as the last batch's commit is answered, before that batch is relayed, so
+        the writer never waits for the relay. While a committed batch of `settling` messages is
+        relayed, the next one takes half of what the two hold (at least `UNSPLIT`, at most
+        `batch`). The batches in turn then stay even, so the writer's commit of one and the
+        relay of the other take about as long. Left to itself, a closed loop keeps whatever split
+        it fell into (155 and 45 of 200 senders, in turn): the writer waits through the short
+        one and the event loop through the long."""
+        if self._writing or self._retry is not None or not self._queue:
+            return
         size = self.batch
         if settling:
             size = min(size, max(UNSPLIT, (len(self._queue) + settling + 1) // 2))
         chunk = self._writing = self._queue[:size]
         del self._queue[: len(chunk)]
-        return chunk, asyncio.create_task(self._store(chunk))
-
-    async def _store(self, chunk: list[Pending]) -> Written:
         rows = [(m, self._online(m)) for m, _, _ in chunk]
-        since = int(time.time() * 1000) - self.dedupe_ms
-        written = await write_until_stored(lambda: self.store.write(rows, since), len(rows), self.max_backoff)
-        assert written is not None  # no stop signal: retried until stored
-        return written
+        fut = self.store.send(rows, int(time.time() * 1000) - self.dedupe_ms)
+        hung = asyncio.get_running_loop().call_later(WRITE_TIMEOUT, self._hung, fut)
+        fut.add_done_callback(functools.partial(self._written, chunk, rows, time.perf_counter(), hung))
+
+    def _hung(self, fut: asyncio.Future[Written]) -> None:
+        """No answer in time: the writer is given up (its process killed) and the batch retried."""
+        self.store.abandon()
+        fut.cancel()
+
+    def _written(self, chunk: list[Pending], rows: list[tuple[Message, bool]], sent_at: float,
+                 hung: asyncio.TimerHandle, fut: asyncio.Future[Written]) -> None:
+        hung.cancel()
+        self._writing = []
+        error = None if fut.cancelled() else fut.exception()
+        if fut.cancelled() or error is not None:
+            metrics.WRITE_ERRORS.inc()
+            log.warning("storing %d messages failed (%s); retrying", len(rows), error or "no answer in time")
+            self._retry = (chunk, rows)
+        else:
+            metrics.WRITE_SECONDS.observe(time.perf_counter() - sent_at)
+            metrics.MESSAGES_STORED.inc(len(rows))
+            self._committed.append((chunk, fut.result()))
+            self._send_next(settling=len(chunk))
+        self._wake.set()
 
     def _settle(self, m: Message, origin: str, fut: asyncio.Future[Accepted], written: Written) -> None:
         """Relay a committed message (or answer it as the duplicate the writer found), then ack."""
@@ -197,7 +240,9 @@ class EmbeddedJournal(Journal):
             self._task.cancel()  # and with it the batch being stored
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            unsettled = [fut for _, _, fut in self._writing + self._queue if not fut.done()]
+            held = [p for chunk, _ in self._committed for p in chunk] + self._writing
+            held += self._retry[0] if self._retry is not None else []
+            unsettled = [fut for _, _, fut in held + self._queue if not fut.done()]
             log.error("shutdown: %d accepted messages could not be stored (they were not acked)",
                       len(unsettled))
             for fut in unsettled:

@@ -31,6 +31,7 @@ class MessageRow(NamedTuple):
 
 
 MESSAGE_COLUMNS = MessageRow._fields[:-1]  # `for_user` is not stored
+MAX_JOINED = 5000  # rows in one transaction at most when batches are joined: a backlog goes in steps
 
 
 @dataclass(frozen=True, slots=True)

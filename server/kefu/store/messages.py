@@ -8,6 +8,7 @@ logged and counted (`kefu_id_collisions_total`) — ids are allocated so that th
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -39,6 +40,17 @@ def _row_to_message(r: sa.Row) -> Message:
 def message_row(m: Message, delivered: bool) -> MessageRow:
     return MessageRow(m.id, m.openid, m.sender, m.agent_id, m.agent, m.sender_key, m.cmid, m.msg, m.ts,
                       delivered, m.kind, jsonio.dumps(m.meta) if m.meta else None, m.for_user)
+
+
+def _report_collisions(written: Written | asyncio.Future[Written]) -> None:
+    if isinstance(written, asyncio.Future):
+        if written.cancelled() or written.exception() is not None:
+            return
+        written = written.result()
+    if written.collisions:
+        metrics.ID_COLLISIONS.inc(len(written.collisions))
+        log.error("ids %s are already stored with other messages; these were not stored",
+                  written.collisions[:20])
 
 
 def _for_user(q: sa.Select) -> sa.Select:
@@ -90,6 +102,23 @@ class MessageStore:
 
     # ---- writes --------------------------------------------------------------------------------
 
+    def send(self, batch: Sequence[tuple[Message, bool]],
+             dedupe_since_ms: int | None = None) -> asyncio.Future[Written]:
+        """`write`, begun now: on SQLite with its writer running, the batch is in the writer's
+        pipe when this returns, and the future settles as its answer is read, with no task in
+        between (the embedded journal sends its next batch from that callback)."""
+        writer = self.writer
+        if writer is None or not writer.running:
+            return asyncio.ensure_future(self.write(batch, dedupe_since_ms))
+        fut = writer.send([message_row(m, d) for m, d in batch], dedupe_since_ms)
+        fut.add_done_callback(_report_collisions)
+        return fut
+
+    def abandon(self) -> None:
+        """Give up on a write that hangs: the writer's process is killed, what it held fails."""
+        if self.writer is not None:
+            self.writer.abandon()
+
     async def write(self, batch: Sequence[tuple[Message, bool]],
                     dedupe_since_ms: int | None = None) -> Written:
         """Store `(message, delivered)` pairs in one transaction (`write_batch`).
@@ -109,10 +138,7 @@ class MessageStore:
         else:
             out = await in_transaction(self.engine, lambda c: c.run_sync(
                 lambda sync: write_batch(_CoreBatch(sync, self._latest), rows, dedupe_since_ms)), what)
-        if out.collisions:
-            metrics.ID_COLLISIONS.inc(len(out.collisions))
-            log.error("ids %s are already stored with other messages; these were not stored",
-                      out.collisions[:20])
+        _report_collisions(out)
         return out
 
     async def mark_read(self, openid: str, by: Role, upto: int) -> int:
