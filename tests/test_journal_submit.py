@@ -205,3 +205,21 @@ async def test_a_failed_batch_is_retried_before_anything_after_it_is_written():
     assert [r.message.id for r in results] == [1, 2, 3, 4, 5, 6]
     assert store.written == [1, 2, 3, 4, 5, 6], "the retried batch is committed before the next"
     await journal.stop(1)
+
+
+async def test_a_batch_the_store_refuses_to_take_is_retried_not_dropped():
+    store = GatedStore()
+    store.gate.set()
+    refusals = [RuntimeError("a bug in the hand-over")]
+
+    def send(rows: list[tuple[Message, bool]], since: int) -> asyncio.Future[Written]:
+        if refusals:
+            raise refusals.pop()
+        return asyncio.ensure_future(store.write(rows, since))
+
+    store.send = send  # type: ignore[method-assign]
+    journal = await _journal(store)
+    futures = [journal.submit(_message(f"c-{i}"), "") for i in range(3)]
+    acked = await asyncio.wait_for(asyncio.gather(*futures), 5)
+    assert [a.message.id for a in acked] == [1, 2, 3] and store.written == [1, 2, 3]
+    await journal.stop(1)

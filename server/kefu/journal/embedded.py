@@ -177,7 +177,14 @@ class EmbeddedJournal(Journal):
         chunk = self._writing = self._queue[:size]
         del self._queue[: len(chunk)]
         rows = [(m, self._online(m)) for m, _, _ in chunk]
-        fut = self.store.send(rows, int(time.time() * 1000) - self.dedupe_ms)
+        try:
+            fut = self.store.send(rows, int(time.time() * 1000) - self.dedupe_ms)
+        except Exception:  # a bug: retried (and logged) like a failed write, never dropped
+            log.exception("sending %d messages to the writer failed; retrying", len(rows))
+            self._writing = []
+            self._retry = (chunk, rows)
+            self._wake.set()
+            return
         hung = asyncio.get_running_loop().call_later(WRITE_TIMEOUT, self._hung, fut)
         fut.add_done_callback(functools.partial(self._written, chunk, rows, time.perf_counter(), hung))
 
