@@ -81,7 +81,7 @@ class _Child(asyncio.SubprocessProtocol):
         self.stdin.write(frame(request))
 
     def pipe_data_received(self, fd: int, data: bytes | bytearray) -> None:
-        if fd != 1:
+        if fd != 1 or self.dead:  # once abandoned, a late answer settles nothing
             return
         buf = self.buffer
         buf += data
