@@ -27,7 +27,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import pickle
 import sqlite3
 import sys
 from collections import deque
@@ -39,7 +38,7 @@ import sqlalchemy as sa
 
 from kefu.store.batch import MessageRow, Written
 from kefu.store.engine import sqlite_path
-from kefu.store.writer_process import FRAME, frame
+from kefu.store.writer_process import frame, take_frames
 
 log = logging.getLogger(__name__)
 _ROOT = str(Path(__file__).resolve().parents[2])  # where `kefu` is imported from
@@ -83,15 +82,8 @@ class _Child(asyncio.SubprocessProtocol):
     def pipe_data_received(self, fd: int, data: bytes | bytearray) -> None:
         if fd != 1 or self.dead:  # once abandoned, a late answer settles nothing
             return
-        buf = self.buffer
-        buf += data
-        at = 0
-        while len(buf) - at >= FRAME.size:
-            (size,) = FRAME.unpack_from(buf, at)
-            if len(buf) - at - FRAME.size < size:
-                break
-            kind, count, value = pickle.loads(buf[at + FRAME.size:at + FRAME.size + size])
-            at += FRAME.size + size
+        self.buffer += data
+        for kind, count, value in take_frames(self.buffer):
             if kind == "ready":
                 if not self.ready.done():
                     self.ready.set_result(None)
@@ -99,7 +91,6 @@ class _Child(asyncio.SubprocessProtocol):
             self.failed = self.failed or kind == "error"
             for _ in range(count):
                 _settle(self.waiting.popleft(), kind, value)
-        del buf[:at]
 
     def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
         if fd == 1:

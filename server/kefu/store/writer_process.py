@@ -39,6 +39,20 @@ def frame(obj: Any) -> bytes:
     return FRAME.pack(len(data)) + data
 
 
+def take_frames(buffer: bytearray) -> list[Any]:
+    """The whole frames at the start of `buffer`, unpickled and removed from it; a partial frame
+    stays for the next read. Both ends of the pipe read with it."""
+    out, at = [], 0
+    while len(buffer) - at >= FRAME.size:
+        (size,) = FRAME.unpack_from(buffer, at)
+        if len(buffer) - at - FRAME.size < size:
+            break
+        out.append(pickle.loads(buffer[at + FRAME.size:at + FRAME.size + size]))
+        at += FRAME.size + size
+    del buffer[:at]
+    return out
+
+
 class Requests:
     """The frames on the request pipe, read as they come: `next_group` blocks for one, then takes
     every other one already in the pipe."""
@@ -48,17 +62,6 @@ class Requests:
         self.buffer = bytearray()
         self.ended = False
 
-    def _complete(self) -> list[Any]:
-        out, at, buf = [], 0, self.buffer
-        while len(buf) - at >= FRAME.size:
-            (size,) = FRAME.unpack_from(buf, at)
-            if len(buf) - at - FRAME.size < size:
-                break
-            out.append(pickle.loads(buf[at + FRAME.size:at + FRAME.size + size]))
-            at += FRAME.size + size
-        del buf[:at]
-        return out
-
     def _read(self) -> None:
         data = os.read(self.fd, 1 << 20)
         self.ended = not data
@@ -66,13 +69,13 @@ class Requests:
 
     def next_group(self) -> list[Any]:
         """The next requests, in order; empty once the server has closed the pipe."""
-        group = self._complete()
+        group = take_frames(self.buffer)
         while not group and not self.ended:
             self._read()
-            group = self._complete()
+            group = take_frames(self.buffer)
         while not self.ended and select.select([self.fd], [], [], 0)[0]:
             self._read()
-        return group + self._complete()
+        return group + take_frames(self.buffer)
 
 
 def _answer(error: Exception) -> Exception:
@@ -126,11 +129,14 @@ class Writer:
     def group(self, requests: list[Any]) -> list[tuple[str, int, Any]]:
         answers: list[tuple[str, int, Any]] = []
         joined: list[tuple[list[MessageRow], int | None]] = []
+        rows = 0
 
         def commit() -> None:
+            nonlocal rows
             if joined:
                 answers.append(self._commit(joined))
                 joined.clear()
+                rows = 0
 
         for request in requests:
             if request[0] == "resume":
@@ -140,7 +146,8 @@ class Writer:
                 answers.append(("skipped", 1, None))
             else:
                 joined.append((request[1], request[2]))
-                if sum(len(rows) for rows, _ in joined) >= MAX_JOINED:
+                rows += len(request[1])
+                if rows >= MAX_JOINED:
                     commit()
         commit()
         return answers
