@@ -67,7 +67,6 @@ class EmbeddedJournal(Journal):
         self._writing: list[Pending] = []  # the batch the writer holds
         self._retry: tuple[list[Pending], list[tuple[Message, bool]]] | None = None  # its write failed
         self._committed: deque[tuple[list[Pending], Written]] = deque()  # to relay and ack, in order
-        self._kick_scheduled = False
         self._cache: OrderedDict[Key, asyncio.Future[Accepted] | Settled] = OrderedDict()
         self._evict_after = 0  # the next message at or after this time (ms) evicts expired entries
         self._uncounted = 0  # accepted this loop iteration, not yet in the pending gauge
@@ -98,19 +97,19 @@ class EmbeddedJournal(Journal):
             raise Unavailable("the server is shutting down or its queue is full; resend later")
         self._next += 1
         self._queue.append((draft.with_id(self._next), origin, fut))
-        if not self._writing and not self._kick_scheduled:  # the writer is idle: send at this step's end
-            self._kick_scheduled = True
-            asyncio.get_running_loop().call_soon(self._kick)
         self._uncounted += 1
-        if self._uncounted == 1:  # counted once per loop iteration, not once per message
-            asyncio.get_running_loop().call_soon(self._count_pending)
+        if self._uncounted == 1:  # once per loop iteration, not once per message
+            asyncio.get_running_loop().call_soon(self._step_ended)
         if key is not None:
             self._cache[key] = fut
         return fut
 
-    def _count_pending(self) -> None:
+    def _step_ended(self) -> None:
+        """What this loop iteration accepted: counted as pending, and sent if the writer is idle
+        (else it goes with the next batch, when the writer answers)."""
         metrics.JOURNAL_PENDING.inc(self._uncounted)
         self._uncounted = 0
+        self._send_next()
 
     def _evict(self, now_ms: int) -> None:
         """Drop cache entries past the dedupe window or over the cap; never one still waiting
@@ -153,10 +152,6 @@ class EmbeddedJournal(Journal):
             self._send_next()
             await self._wake.wait()
             self._wake.clear()
-
-    def _kick(self) -> None:
-        self._kick_scheduled = False
-        self._send_next()
 
     def _send_next(self, settling: int = 0) -> None:
         """Hand the next batch to the writer, unless one is there or a failed one awaits its
