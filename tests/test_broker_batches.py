@@ -1,6 +1,8 @@
 """The Redis broker: publishes made together share one pipeline, each gets its own subscriber
 counts, and a failure reaches every publish of its batch (none is left waiting); subscriptions
-written straight to the connection are recorded where redis-py subscribes them again."""
+written straight to the connection are recorded where redis-py subscribes them again; what the
+callers of one loop iteration subscribe goes out in one write with one PING after it, and a PING
+Redis does not answer fails its waiters with `Unavailable`."""
 
 from __future__ import annotations
 
@@ -13,8 +15,10 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from kefu.broker import redis as redis_broker
 from kefu.broker.redis import MAX_BATCH, PublishBatches, RedisBroker, channel_key
 from kefu.core.routing import Envelope
+from kefu.errors import Unavailable
 from tests.support import services
 from tests.support.server import free_port
 
@@ -93,6 +97,73 @@ async def test_subscriptions_written_directly_are_recorded_as_redis_py_records_t
                 await asyncio.sleep(0.05)
             assert ("user:b", 4) in got and ("user:a", 1) in got
             assert [n for c, n in got if c == "user:a"] == [1], "nothing after the unsubscribe"
+        finally:
+            await broker.stop()
+
+
+async def test_one_iterations_subscribes_and_their_ping_go_out_in_one_write():
+    """Twenty binds at once: forty SUBSCRIBEs and one PING in one write, the PING last; each
+    caller's `settled` returns once every one of the channels counts this node."""
+    async with services.redis_under_prefix() as (redis, prefix):
+        broker = RedisBroker(redis, prefix)
+        await broker.start(lambda channel, env: None, lambda: None)
+        try:
+            writer = broker._pubsub.connection._writer  # type: ignore[union-attr]
+            writes: list[list[bytes]] = []
+            real = writer.writelines
+
+            def recording(data):  # type: ignore[no-untyped-def]
+                writes.append(list(data))
+                real(writes[-1])
+            writer.writelines = recording
+
+            async def bind(i: int) -> list[int]:
+                await broker.subscribe(f"page:{i}")
+                await broker.subscribe(f"page:{i}:t")
+                await broker.settled()
+                return await broker.publish((f"page:{i}", f"page:{i}:t"), _env(i))
+            assert await asyncio.gather(*(bind(i) for i in range(20))) == [[1, 1]] * 20
+            sent = b"".join(writes[0])
+            assert len(writes) == 1, "one write for the whole iteration"
+            assert sent.count(b"SUBSCRIBE") == 40 and sent.count(b"PING") == 1
+            assert sent.rindex(b"PING") > sent.rindex(b"SUBSCRIBE"), "the PING after every subscribe"
+            assert not broker._pings and broker._next_ping is None
+        finally:
+            await broker.stop()
+
+
+async def test_a_ping_redis_does_not_answer_fails_its_waiters_in_time(monkeypatch: pytest.MonkeyPatch):
+    async with services.redis_under_prefix() as (redis, prefix):
+        broker = RedisBroker(redis, prefix)
+        await broker.start(lambda channel, env: None, lambda: None)
+        try:
+            monkeypatch.setattr(redis_broker, "SETTLE_TIMEOUT", 0.3)
+            monkeypatch.setattr(broker, "_settle", lambda payload: None)  # the PONG settles nothing
+            await broker.subscribe("page:x")
+            started = asyncio.get_running_loop().time()
+            results = await asyncio.gather(broker.settled(), broker.settled(), return_exceptions=True)
+            assert all(isinstance(r, Unavailable) for r in results), results
+            assert asyncio.get_running_loop().time() - started < 2
+        finally:
+            await broker.stop()
+
+
+async def test_a_connection_going_away_before_its_ping_is_written_still_settles():
+    """The subscription connection closes in the iteration a caller asks `settled`: its PING goes
+    redis-py's way (which reconnects and subscribes again), never into the closed stream."""
+    async with services.redis_under_prefix() as (redis, prefix):
+        broker = RedisBroker(redis, prefix)
+        await broker.start(lambda channel, env: None, lambda: None)
+        try:
+            await broker.subscribe("page:y")
+            waiting = asyncio.ensure_future(broker.settled())
+            await asyncio.sleep(0)  # it has made the barrier; its PING waits for the iteration's end
+            broker._pubsub.connection._writer.close()  # type: ignore[union-attr]
+            await asyncio.wait_for(waiting, 10)
+            deadline = asyncio.get_running_loop().time() + 10
+            while await broker.publish(("page:y",), _env(0)) != [1]:
+                assert asyncio.get_running_loop().time() < deadline, "subscribed again"
+                await asyncio.sleep(0.1)
         finally:
             await broker.stop()
 

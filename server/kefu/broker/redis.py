@@ -7,9 +7,11 @@ are confirmed again (a PING on the same connection, answered after them) the hub
 gap and every socket on this node is asked to sync (docs/architecture.md, "No silent gaps").
 
 A subscribe or unsubscribe is sent without waiting for Redis's confirmation; `settled` waits for
-it: a PING on the subscription connection is answered after every command sent before it (callers
-that arrive together share one). So a page is told it is bound, and a group change is answered,
-only once a publish from any node reaches (or no longer reaches) this node.
+it: a PING on the subscription connection is answered after every command sent before it. What
+one loop iteration writes there goes out in one write, its PING last, shared by every caller of
+that iteration. So a page is told it is bound, and a group change is answered, only once a
+publish from any node reaches (or no longer reaches) this node. A PING whose connection is lost
+is not sent again: the reconnect subscribes every channel again and then releases its waiters.
 
 Publishes are batched: those made while a batch is in flight go out together in the next one, in
 the order they were made, as one script call that publishes each and returns their subscriber
@@ -30,7 +32,7 @@ from redis.exceptions import RedisError
 
 from kefu import metrics
 from kefu.broker.base import OnEnvelope, OnGap
-from kefu.coalesce import coalesced
+from kefu.coalesce import JoinedPerIteration, coalesced
 from kefu.core.routing import Envelope
 from kefu.errors import BadJson, Unavailable
 
@@ -54,6 +56,11 @@ return counts
 """
 SETTLE_TIMEOUT = 5.0  # seconds `settled` waits for Redis before answering `Unavailable`
 _SETTLED = b"kefu-settled-"  # the payload of a `settled` PING (the reconnect PING has none)
+
+
+def _expire(barrier: asyncio.Future[None]) -> None:
+    if not barrier.done():
+        barrier.set_exception(Unavailable("the broker did not confirm a subscription in time"))
 
 
 def _retrieved(fut: asyncio.Future[None]) -> None:
@@ -129,6 +136,7 @@ class RedisBroker:
         self._next_ping: asyncio.Future[None] | None = None  # the barrier the next PING sends
         self._pings: dict[bytes, asyncio.Future[None]] = {}  # PINGs sent, by payload
         self._ping_seq = 0
+        self._out: JoinedPerIteration | None = None  # the subscription connection's writes
 
     @property
     def connected(self) -> bool:
@@ -143,6 +151,8 @@ class RedisBroker:
 
     async def stop(self) -> None:
         await self._batches.stop()
+        if self._next_ping is not None:
+            self._next_ping.cancel()
         self._release_pings(cancel=True)
         if self._reader:
             self._reader.cancel()
@@ -175,50 +185,66 @@ class RedisBroker:
         encoder = self._pubsub.encoder
         return encoder.decode(encoder.encode(key))
 
-    def _write_now(self, *command: str | bytes) -> bool:
-        """Write a command to the subscription connection at once, if it is up: redis-py's
+    def _joined(self) -> JoinedPerIteration | None:
+        """The subscription connection's writes of this loop iteration, if it is up: redis-py's
         `execute_command` re-checks the connection through its retry machinery and dispatches an
         event on every call, 80 µs of a connect's CPU for each subscribe, unsubscribe and the
-        `settled` PING (whose PONG the reader takes like the confirmations). The
-        reply comes through the reader like any other; a connection lost meanwhile is noticed
-        there and redis-py subscribes its recorded channels again. False: take redis-py's way."""
+        `settled` PING (whose PONG the reader takes like the confirmations). Written together at
+        the iteration's end, a QR bind's two subscribes and the PING cost Redis one read, not
+        three. The replies come through the reader like any others; a connection lost meanwhile is
+        noticed there and redis-py subscribes its recorded channels again. None: take redis-py's
+        way."""
         conn = self._pubsub.connection
         writer = getattr(conn, "_writer", None)
         if conn is None or not conn.is_connected or writer is None or writer.is_closing():
+            return None
+        if self._out is None or self._out.stream is not writer:
+            self._out = JoinedPerIteration(writer, self._barrier_ping)
+        return self._out
+
+    def _write_now(self, *command: str | bytes) -> bool:
+        out, conn = self._joined(), self._pubsub.connection
+        if out is None or conn is None:
             return False
-        writer.writelines(conn.pack_command(*command))
+        out.write(conn.pack_command(*command))
         return True
 
     async def settled(self) -> None:
-        try:
-            async with asyncio.timeout(SETTLE_TIMEOUT):
-                barrier = self._next_ping
-                if barrier is None:
-                    barrier = self._next_ping = asyncio.get_running_loop().create_future()
-                    barrier.add_done_callback(_retrieved)
-                    try:
-                        await asyncio.sleep(0)  # whoever subscribes in this tick shares the PING
-                    finally:
-                        self._next_ping = None
-                    await self._ping(barrier)
-                await asyncio.shield(barrier)
-        except TimeoutError:
-            raise Unavailable("the broker did not confirm a subscription in time") from None
+        barrier = self._next_ping
+        if barrier is None:
+            barrier = self._next_ping = self._barrier()
+            out = self._joined()
+            if out is not None:
+                out.write(())  # its PING ends this iteration's write, after every subscribe in it
+            else:  # the connection is down: reconnected, it subscribes everything again, then
+                self._next_ping = None  # releases every barrier (`_release_pings`)
+                self._register(barrier)
+        await asyncio.shield(barrier)
 
-    async def _ping(self, barrier: asyncio.Future[None]) -> None:
-        """Send the PING whose PONG settles `barrier`; if it cannot be sent, every waiter hears so."""
+    def _barrier(self) -> asyncio.Future[None]:
+        """A future the PONG of one PING settles, shared by every caller until that PING is
+        written, and failed with `Unavailable` if Redis has not answered in SETTLE_TIMEOUT."""
+        loop = asyncio.get_running_loop()
+        barrier: asyncio.Future[None] = loop.create_future()
+        late = loop.call_later(SETTLE_TIMEOUT, _expire, barrier)
+        barrier.add_done_callback(lambda _: late.cancel())
+        barrier.add_done_callback(_retrieved)
+        return barrier
+
+    def _barrier_ping(self) -> list[bytes]:
+        """The PING of the pending barrier, as the last command of an iteration's write. If the
+        connection went away meanwhile, the write is dropped and the reconnect releases it."""
+        barrier, self._next_ping = self._next_ping, None
+        if barrier is None or barrier.done():
+            return []
+        payload, conn = self._register(barrier), self._pubsub.connection
+        return [] if conn is None else conn.pack_command("PING", payload)
+
+    def _register(self, barrier: asyncio.Future[None]) -> bytes:
         self._ping_seq += 1
         payload = _SETTLED + str(self._ping_seq).encode()
         self._pings[payload] = barrier
-        try:
-            if not self._write_now("PING", payload):
-                await self._pubsub.ping(payload)
-        except BaseException as e:
-            self._pings.pop(payload, None)
-            if not barrier.done():
-                barrier.set_exception(Unavailable(f"the broker is unreachable: {e!r}"))
-            if not isinstance(e, (RedisError, OSError)):
-                raise
+        return payload
 
     def _settle(self, payload: bytes) -> None:
         barrier = self._pings.pop(payload, None)

@@ -28,6 +28,8 @@ from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeout
 
+from kefu.coalesce import JoinedPerIteration
+
 READ_SIZE = 64 * 1024
 
 
@@ -41,18 +43,19 @@ class _Link:
 
     def __init__(self, conn: AbstractConnection) -> None:
         assert conn._reader is not None and conn._writer is not None  # connected: redis-py's streams
-        self.conn, self.writer = conn, conn._writer
+        self.conn = conn
+        self.out = JoinedPerIteration(conn._writer)  # a bind's lookup joins the others of its iteration
         self.waiting: deque[asyncio.Future[Any]] = deque()
         self.task = asyncio.create_task(self._read(conn._reader))
 
     @property
     def usable(self) -> bool:
-        return not self.task.done() and not self.writer.is_closing()
+        return not self.task.done() and not self.out.stream.is_closing()
 
     def send(self, args: tuple[str | bytes | int, ...]) -> asyncio.Future[Any]:
         reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.waiting.append(reply)
-        self.writer.writelines(self.conn.pack_command(*args))
+        self.out.write(self.conn.pack_command(*args))
         return reply
 
     async def _read(self, stream: asyncio.StreamReader) -> None:
