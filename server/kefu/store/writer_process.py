@@ -145,7 +145,7 @@ class Writer:
             elif self.failed:  # (only a commit sets it, and a commit empties `joined`)
                 answers.append(("skipped", 1, None))
             else:
-                joined.append((request[1], request[2]))
+                joined.append(([MessageRow._make(r) for r in request[1]], request[2]))
                 rows += len(request[1])
                 if rows >= MAX_JOINED:
                     commit()
