@@ -109,3 +109,25 @@ async def test_a_counter_counted_on_every_worker_reads_the_same_total_on_every_s
     assert httpx.get(srv.base_url + "/metrics").status_code == 404
     srv.stop()
     assert not list(metrics_dir.glob("gauge_live*.db")), "stopped workers remove their live gauges"
+
+
+def test_a_forked_process_counts_in_a_file_of_its_own(tmp_path: Path) -> None:
+    """kefu caches the pid the multiprocess values check on every update; a fork must still move
+    the child's counts to its own file, as prometheus_client's own check does."""
+    script = """
+import os, sys
+from kefu import metrics
+metrics.FRAMES_IN.inc(2)
+child = os.fork()
+if child == 0:
+    metrics.FRAMES_IN.inc(5)
+    os._exit(0)
+os.waitpid(child, 0)
+metrics.FRAMES_IN.inc(1)
+print(os.getpid(), child)
+"""
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                         timeout=60, check=True).stdout.split()
+    parent, child = out
+    assert per_worker(tmp_path, "kefu_frames_in_total") == {parent: 3.0, child: 5.0}

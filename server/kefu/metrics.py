@@ -8,7 +8,23 @@ dashboard in deploy/ use exactly these names (a test checks).
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import os
+from collections.abc import Callable
+
+from prometheus_client import Counter, Gauge, Histogram, values
+
+
+def _cached_pid() -> Callable[[], int]:
+    """The multiprocess mode's values ask for the pid at every update, to notice a fork: a system
+    call each, four per chat message (0.36 µs of an increment's 1.15). Cached here instead, and
+    refreshed in a forked child, which is what that check is for."""
+    pid = [os.getpid()]
+    os.register_at_fork(after_in_child=lambda: pid.__setitem__(0, os.getpid()))
+    return lambda: pid[0]
+
+
+if values.ValueClass is not values.MutexValue:  # multiprocess mode: set before any metric exists
+    values.ValueClass = values.MultiProcessValue(process_identifier=_cached_pid())
 
 CONNECTIONS = Gauge("kefu_connections", "Open WebSocket connections", ["role"],
                     multiprocess_mode="livesum")
