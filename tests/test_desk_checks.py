@@ -7,7 +7,7 @@ import asyncio
 from typing import Any
 
 from kefu.desk import Desk
-from kefu.store.desk import State
+from kefu.store.desk import AgentSlot, State
 
 
 class SlowStore:
@@ -89,3 +89,40 @@ async def test_messages_during_a_check_start_no_task_each_and_still_get_their_ro
     await asyncio.wait(list(d.background._tasks))
     assert store.state_reads == 2 and store.reopens == 1  # the extra round saw it and reopened it
     assert not d._checking
+
+
+class FullTeamStore(SlowStore):
+    """Two agents, both at their limit: every lookup of who has room is counted."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lookups = 0
+        self.queue: list[str] = []
+
+    async def agents(self) -> list[AgentSlot]:
+        self.lookups += 1
+        return [AgentSlot(1, "a", False, False, 2), AgentSlot(2, "b", False, False, 2)]
+
+    async def loads(self) -> dict[int, int]:
+        return {1: 2, 2: 2}
+
+    async def waiting(self, limit: int) -> list[str]:
+        return self.queue[:limit]
+
+
+async def test_a_queue_behind_full_agents_looks_their_loads_up_once_until_something_changes():
+    store = FullTeamStore()
+    d = desk(store)
+    d.auto_assign = True
+    await asyncio.gather(*(d.on_user_message(f"o_{i}") for i in range(20)))
+    assert store.state_reads == 20  # each conversation's own state (a resolved one reopens)
+    assert store.lookups == 1, "every agent was full: the other 19 needed no lookup"
+    assert all(d.team.still_waiting(f"o_{i}") for i in range(20))
+    d.team.apply({"cmd": "conversation", "openid": "o_old", "status": "resolved", "event": "resolved"})
+    await d.on_user_message("o_new")  # room may have been made: look again
+    assert store.lookups == 2
+    await d.on_user_message("o_newer")
+    assert store.lookups == 2
+    store.queue = ["o_0", "o_1"]
+    await d.drain()  # an agent's console announced itself: its frame may not have arrived yet
+    assert store.lookups == 3

@@ -241,6 +241,7 @@ class Desk:
         """Assign waiting conversations, longest waiting first, while anyone has room."""
         if not self.auto_assign:
             return
+        self.team.room_may_be_made()  # this node may not have heard of it yet (its frame is on the way)
         for openid in await self.store.waiting(QUEUE_DRAIN):
             if not await self._assign_waiting(openid):
                 return
@@ -264,11 +265,16 @@ class Desk:
 
     async def _assign_waiting(self, openid: str, prefer: int | None = None) -> bool:
         async with self._lock:
+            changes = self.team.changes
+            if self.team.nobody_has_room():  # a queue behind full agents: no lookup per conversation
+                return False
             slots = [a for a in await self.store.agents() if not a.disabled]
             loads = await self.store.loads()
             room = [a for a in slots if loads.get(a.id, 0) < self.limit_of(a)]
             online = await asyncio.gather(*(self.status_of(a.id) for a in room))
             ready = [a for a, s in zip(room, online, strict=True) if s == "online"]
+            if not ready:
+                self.team.found_full(changes)
             ready.sort(key=lambda a: (a.id != prefer, loads.get(a.id, 0), a.id))
             for a in ready:
                 if await self.store.assign_within_limit(openid, a.id, self.limit_of(a)):

@@ -43,6 +43,7 @@ class Team:
     #: it is not looked up again (no database work per message) until something has changed.
     changes: int = 0
     _waiting: dict[str, int] = field(default_factory=dict)
+    _full_at: int | None = None  # `changes` when every agent was last found full or away
 
     def load(self, assigned: dict[str, int], presence: dict[int, str]) -> None:
         self.assignee = dict(assigned)
@@ -52,6 +53,20 @@ class Team:
     def still_waiting(self, openid: str) -> bool:
         """This conversation waited in the queue with nobody to take it, and nothing changed since."""
         return self._waiting.get(openid) == self.changes
+
+    def nobody_has_room(self) -> bool:
+        """No agent had room when last looked, and nothing changed since: a newly waiting
+        conversation needs no lookup of every agent's load either."""
+        return self._full_at == self.changes
+
+    def found_full(self, changes: int) -> None:
+        """Every agent was full or away, as of `changes` (if more changed since, it says nothing)."""
+        self._full_at = changes
+
+    def room_may_be_made(self) -> None:
+        """Room may have been made that no frame has told of yet (an agent's console announced
+        itself, a departing agent's conversations were requeued): nothing remembered holds."""
+        self.changes += 1
 
     def nobody_took(self, openid: str) -> None:
         if len(self._waiting) >= WAITING_MEMORY:
