@@ -132,6 +132,31 @@ async def test_one_iterations_subscribes_and_their_ping_go_out_in_one_write():
             await broker.stop()
 
 
+async def test_a_binds_confirmations_and_pong_cost_one_wake_of_redis_py_not_one_each():
+    """What arrives together is read from hiredis's buffer after the first message, even when that
+    first one is a subscription confirmation redis-py's `get_message` answers with None."""
+    async with services.redis_under_prefix() as (redis, prefix):
+        broker = RedisBroker(redis, prefix)
+        await broker.start(lambda channel, env: None, lambda: None)
+        try:
+            calls = 0
+            real = broker._pubsub.get_message
+
+            async def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
+                nonlocal calls
+                calls += 1
+                return await real(*args, **kwargs)
+            broker._pubsub.get_message = counting  # type: ignore[method-assign]
+            await asyncio.sleep(0)  # the reader waits in the counting one from its next call on
+            for i in range(20):
+                await broker.subscribe(f"page:{i}")
+                await broker.subscribe(f"page:{i}:t")
+                await broker.settled()
+            assert calls <= 30, f"{calls} calls of get_message for 20 binds (3 replies each)"
+        finally:
+            await broker.stop()
+
+
 async def test_a_ping_redis_does_not_answer_fails_its_waiters_in_time(monkeypatch: pytest.MonkeyPatch):
     async with services.redis_under_prefix() as (redis, prefix):
         broker = RedisBroker(redis, prefix)

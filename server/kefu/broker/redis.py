@@ -278,6 +278,8 @@ class RedisBroker:
                     # get_message reconnected and re-subscribed; the PONG comes after the confirmations.
                     await self._pubsub.ping()
                     confirming = True
+                if msg is None:  # an ignored confirmation (or nothing, in a second): what came with
+                    msg = await self._next_buffered()  # it is taken from the buffer all the same
                 while msg is not None:
                     pong = msg["data"] if msg["type"] == "pong" else None
                     if isinstance(pong, bytes) and pong.startswith(_SETTLED):
