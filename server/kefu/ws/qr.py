@@ -109,6 +109,7 @@ def page_socket(bare_text: bool) -> SocketHandler:
         try:
             await serve(request, ws, session, handle, opened)
         finally:
+            session.on_group = None  # it holds the Conn, which holds the session: no cycle left
             pushes.counts.touch(session.groups)  # the hub let go of the socket
 
     return page
