@@ -19,7 +19,8 @@ from kefu.store.batch import MESSAGE_COLUMNS, MessageRow
 MAX_PARAMETERS = 32766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
 # Every connection to the file: WAL lets history reads run beside the writer; FULL makes a commit
 # survive power loss, which is what an ack after the group commit promises.
-PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA busy_timeout=10000")
+PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA busy_timeout=10000",
+           "PRAGMA temp_store=MEMORY")
 _WIDTH = len(MESSAGE_COLUMNS)
 _INSERT = f"INSERT INTO messages ({', '.join(MESSAGE_COLUMNS)}) VALUES "
 
