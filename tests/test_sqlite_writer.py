@@ -174,3 +174,9 @@ async def test_batches_sent_together_commit_together_and_in_order(writer: Sqlite
     results = await asyncio.gather(*futures)
     assert all(r.dups == {} and r.collisions == [] for r in results)
     assert stored(database) == list(range(1, 51))
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="Linux's batch scheduling policy")
+async def test_the_process_runs_under_the_batch_policy_so_a_batch_sent_does_not_preempt_the_loop(
+        writer: SqliteWriter):
+    assert os.sched_getscheduler(child_pid(writer)) == os.SCHED_BATCH
