@@ -14,6 +14,7 @@ import httpx
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
+from kefu import metrics
 from tests.support.server import KefuServer, free_port
 from tests.support.wsclient import WsClient
 
@@ -117,17 +118,36 @@ def test_a_forked_process_counts_in_a_file_of_its_own(tmp_path: Path) -> None:
     script = """
 import os, sys
 from kefu import metrics
-metrics.FRAMES_IN.inc(2)
+metrics.MESSAGES_STORED.inc(2)
 child = os.fork()
 if child == 0:
-    metrics.FRAMES_IN.inc(5)
+    metrics.MESSAGES_STORED.inc(5)
     os._exit(0)
 os.waitpid(child, 0)
-metrics.FRAMES_IN.inc(1)
+metrics.MESSAGES_STORED.inc(1)
 print(os.getpid(), child)
 """
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
                          timeout=60, check=True).stdout.split()
     parent, child = out
-    assert per_worker(tmp_path, "kefu_frames_in_total") == {parent: 3.0, child: 5.0}
+    assert per_worker(tmp_path, "kefu_messages_stored_total") == {parent: 3.0, child: 5.0}
+
+
+async def test_a_tally_adds_one_iterations_increments_at_its_end() -> None:
+    """Per-message counters are summed over a loop iteration: one multiprocess write, not one each."""
+    added: list[float] = []
+
+    class Counted:
+        def inc(self, n: float = 1) -> None:
+            added.append(n)
+
+    tally = metrics.Tally(Counted())  # type: ignore[arg-type]
+    for _ in range(3):
+        tally.inc()
+    assert added == []
+    await asyncio.sleep(0)
+    assert added == [3]
+    tally.inc()
+    await asyncio.sleep(0)
+    assert added == [3, 1]

@@ -8,6 +8,7 @@ dashboard in deploy/ use exactly these names (a test checks).
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Callable
 
@@ -26,14 +27,35 @@ def _cached_pid() -> Callable[[], int]:
 if values.ValueClass is not values.MutexValue:  # multiprocess mode: set before any metric exists
     values.ValueClass = values.MultiProcessValue(process_identifier=_cached_pid())
 
+class Tally:
+    """A counter bumped on every message, summed during one loop iteration and added at its end:
+    a multiprocess increment is an mmap write and two checks, about 1.5 µs, and one iteration
+    takes the frames of many sockets at once. An increment is visible once its iteration ends."""
+
+    __slots__ = ("_counter", "_n")
+
+    def __init__(self, counter: Counter) -> None:
+        self._counter = counter
+        self._n = 0
+
+    def inc(self) -> None:
+        if not self._n:
+            asyncio.get_running_loop().call_soon(self._add)
+        self._n += 1
+
+    def _add(self) -> None:
+        n, self._n = self._n, 0
+        self._counter.inc(n)
+
+
 CONNECTIONS = Gauge("kefu_connections", "Open WebSocket connections", ["role"],
                     multiprocess_mode="livesum")
-FRAMES_IN = Counter("kefu_frames_in_total", "Text frames received")
+FRAMES_IN = Tally(Counter("kefu_frames_in_total", "Text frames received"))
 ERRORS_SENT = Counter("kefu_error_frames_total", "Error frames sent", ["code"])
 CLOSES = Counter("kefu_closes_total", "Connections closed by the server", ["code"])
 MESSAGES_ACCEPTED = Counter("kefu_messages_accepted_total", "Chat messages accepted", ["sender"])
 # Its two series, looked up once: `labels()` per message cost as much as the increment.
-ACCEPTED_FROM = {sender: MESSAGES_ACCEPTED.labels(sender) for sender in ("user", "agent")}
+ACCEPTED_FROM = {sender: Tally(MESSAGES_ACCEPTED.labels(sender)) for sender in ("user", "agent")}
 MESSAGES_STORED = Counter("kefu_messages_stored_total", "Chat messages written to the database")
 WRITE_ERRORS = Counter("kefu_write_errors_total", "Failed database batch writes (retried)")
 WRITE_SECONDS = Histogram("kefu_write_batch_seconds", "Database batch write latency")
