@@ -171,10 +171,15 @@ class Conn:
 
 class _ChannelLocks:
     """One lock per channel while anyone uses it, so a subscribe and an unsubscribe of the same
-    channel never interleave; forgotten when the last user leaves (QR channels are short-lived)."""
+    channel never interleave; forgotten when the last user leaves (QR channels are short-lived).
+    A socket joining or leaving a channel that others hold, while no change of it is under way,
+    takes no lock: its subscription stays as it is (the hub's fast path, no await)."""
 
     def __init__(self) -> None:
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    def busy(self, channel: str) -> bool:
+        return channel in self._locks
 
     @contextlib.asynccontextmanager
     async def hold(self, channel: str) -> AsyncIterator[None]:
@@ -212,12 +217,16 @@ class Hub:
         done: list[str] = []
         try:
             for ch in chans:
-                async with self._locks.hold(ch):
-                    members = self.channels.get(ch)
-                    if not members:
-                        await self.broker.subscribe(ch)
-                        members = self.channels[ch] = set()
+                members = self.channels.get(ch)
+                if members and not self._locks.busy(ch):  # subscribed, and no change under way
                     members.add(conn)
+                else:
+                    async with self._locks.hold(ch):
+                        members = self.channels.get(ch)
+                        if not members:
+                            await self.broker.subscribe(ch)
+                            members = self.channels[ch] = set()
+                        members.add(conn)
                 done.append(ch)
             if chans:
                 await self.broker.settled()
@@ -228,13 +237,13 @@ class Hub:
             self.unbound.add(conn)
         if conn not in self._all:
             self._all.add(conn)
-            metrics.CONNECTIONS.labels(conn.session.who.role).inc()
+            metrics.connections(conn.session.who.role).inc()
 
     async def remove(self, conn: Conn) -> None:
         self.unbound.discard(conn)
         if conn in self._all:  # first: a `join` under way sees the socket is going
             self._all.discard(conn)
-            metrics.CONNECTIONS.labels(conn.session.who.role).dec()
+            metrics.connections(conn.session.who.role).dec()
         await self._leave(conn, conn.session.channels)
 
     async def join(self, conn: Conn, chans: Iterable[str]) -> None:
@@ -261,6 +270,10 @@ class Hub:
 
     async def _leave(self, conn: Conn, chans: Iterable[str]) -> None:
         for ch in chans:
+            members = self.channels.get(ch)
+            if members is not None and len(members) > 1 and not self._locks.busy(ch):
+                members.discard(conn)  # others stay subscribed: nothing to await
+                continue
             async with self._locks.hold(ch):
                 members = self.channels.get(ch)
                 if members is None or conn not in members:

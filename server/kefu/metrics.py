@@ -50,6 +50,17 @@ class Tally:
 
 CONNECTIONS = Gauge("kefu_connections", "Open WebSocket connections", ["role"],
                     multiprocess_mode="livesum")
+_CONNECTIONS_OF: dict[str, Gauge] = {}
+
+
+def connections(role: str) -> Gauge:
+    """The connections gauge of one role, looked up once: `labels()` validates and locks per call."""
+    gauge = _CONNECTIONS_OF.get(role)
+    if gauge is None:
+        gauge = _CONNECTIONS_OF[role] = CONNECTIONS.labels(role)
+    return gauge
+
+
 FRAMES_IN = Tally(Counter("kefu_frames_in_total", "Text frames received"))
 ERRORS_SENT = Counter("kefu_error_frames_total", "Error frames sent", ["code"])
 CLOSES = Counter("kefu_closes_total", "Connections closed by the server", ["code"])
