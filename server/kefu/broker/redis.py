@@ -27,6 +27,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import hiredis
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -206,7 +207,7 @@ class RedisBroker:
         out, conn = self._joined(), self._pubsub.connection
         if out is None or conn is None:
             return False
-        out.write(conn.pack_command(*command))
+        out.write((hiredis.pack_command(command),))  # as the lane does: a tenth of redis-py's cost
         return True
 
     async def settled(self) -> None:
@@ -238,7 +239,7 @@ class RedisBroker:
         if barrier is None or barrier.done():
             return []
         payload, conn = self._register(barrier), self._pubsub.connection
-        return [] if conn is None else conn.pack_command("PING", payload)
+        return [] if conn is None else [hiredis.pack_command(("PING", payload))]
 
     def _register(self, barrier: asyncio.Future[None]) -> bytes:
         self._ping_seq += 1
