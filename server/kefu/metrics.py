@@ -61,7 +61,8 @@ def connections(role: str) -> Gauge:
     return gauge
 
 
-FRAMES_IN = Tally(Counter("kefu_frames_in_total", "Text frames received"))
+FRAMES_RECEIVED = Counter("kefu_frames_in_total", "Text frames received")
+FRAMES_IN = Tally(FRAMES_RECEIVED)
 ERRORS_SENT = Counter("kefu_error_frames_total", "Error frames sent", ["code"])
 CLOSES = Counter("kefu_closes_total", "Connections closed by the server", ["code"])
 MESSAGES_ACCEPTED = Counter("kefu_messages_accepted_total", "Chat messages accepted", ["sender"])
