@@ -17,7 +17,7 @@ from websockets.frames import Frame, Opcode
 
 from kefu.ws.inbox import Inbox
 from kefu.ws.transport import text_frame
-from tests.support.rawws import CONT, PONG, TEXT, RawWs, frame
+from tests.support.rawws import CONT, PING, PONG, TEXT, RawWs, frame
 from tests.support.wsclient import WsClient
 from tests.test_slow_reader_memory import rss_mib
 
@@ -116,6 +116,39 @@ async def test_a_fragmented_message_is_one_message_and_pings_get_their_pongs(ser
     assert ack["cmd"] == "ack" and ack["cmid"] == "frag-1"
     got = await agent.recv()
     assert (got["msg"], got["openid"]) == ("界面 ok", openid)
+    raw.close()
+    await agent.close()
+
+
+@embedded_only
+async def test_frames_in_one_read_and_frames_cut_across_reads_arrive_whole_and_in_order(server):
+    """Whole text frames are read without websockets' parser until a frame it must read (a
+    fragment, a frame cut by the read): pings between them are answered, and every message
+    arrives, in order, before and after websockets takes over."""
+    agent, raw, _ = await _agent_and_raw_user(server, "cyd", "mixed")
+
+    def message(cmid: str) -> bytes:
+        return json.dumps({"msg": f"m {cmid}", "type": 2, "cmid": cmid}).encode()
+
+    long = json.dumps({"msg": "长" * 100, "type": 2, "cmid": "c-long"}, ensure_ascii=False).encode()
+    assert 125 < len(long) < 65536  # a 16-bit length
+    c = message("c-3")
+    raw.sock.sendall(frame(TEXT, message("c-1")) + frame(PING, b"between") + frame(TEXT, long)
+                     + frame(TEXT, c[:5], fin=False) + frame(CONT, c[5:]) + frame(TEXT, message("c-4")))
+    cut = frame(TEXT, message("c-5"))
+    raw.sock.sendall(cut[:7])
+    await asyncio.sleep(0.2)
+    raw.sock.sendall(cut[7:] + frame(PING, b"after") + frame(TEXT, message("c-6")))
+    cmids = ["c-1", "c-long", "c-3", "c-4", "c-5", "c-6"]
+    acks, pongs = [], []
+    while len(acks) < len(cmids) or len(pongs) < 2:
+        f = raw.read_frame()
+        if f.opcode == PONG:
+            pongs.append(f.payload)
+        else:
+            acks.append(json.loads(f.payload)["cmid"])
+    assert sorted(acks) == sorted(cmids) and pongs == [b"between", b"after"]
+    assert [(await agent.recv())["cmid"] for _ in cmids] == cmids
     raw.close()
     await agent.close()
 

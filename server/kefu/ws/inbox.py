@@ -62,6 +62,11 @@ class Inbox:
             self._ready_one("".join(parts) if self._decoder else b"".join(parts))  # type: ignore[arg-type]
             self._parts, self._decoder = None, None
 
+    def put_text(self, text: str) -> None:
+        """Take a whole text message the transport has already unmasked and decoded."""
+        if not self._ended:
+            self._ready_one(text)
+
     def _ready_one(self, message: Message) -> None:
         if self._ready is None:
             self._ready = deque()

@@ -22,7 +22,8 @@
   transport for every frame, which costs a task switch per frame; while nothing else is writing and
   the transport takes bytes, the frame is framed and written in the caller's step instead.
 - **Reading frames at once** (ws/inbox.py): once upgraded, received bytes are parsed in
-  `data_received` and whole messages put in the socket's `Inbox`, instead of Sanic's task, lock
+  `data_received` (ws/reading.py: whole text messages without websockets' parser) and whole
+  messages put in the socket's `Inbox`, instead of Sanic's task, lock
   and assembler per chunk and task per `recv`. What websockets answers by itself (a pong, the
   close reply) is written at once, as Sanic would; reading pauses while the inbox is full or the
   transport will not take those answers. A text message that is not UTF-8 closes with 1007.
@@ -32,7 +33,7 @@ from __future__ import annotations
 
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sanic import Request, Websocket
@@ -48,6 +49,7 @@ from websockets.server import ServerProtocol
 from kefu import coalesce
 from kefu.core.admission import Slot
 from kefu.errors import Close
+from kefu.ws import reading
 from kefu.ws.handshake import plain_accept, switching_protocols
 from kefu.ws.inbox import Inbox
 
@@ -68,7 +70,8 @@ def _body_pending(http: Any) -> bool:
 
 
 class KefuWebSocketProtocol(WebSocketProtocol):
-    __slots__ = ("_deadline_hit", "_holds", "_request_started", "inbox", "last_received", "socket_slot")
+    __slots__ = ("_deadline_hit", "_holds", "_plain", "_request_started", "inbox", "last_received",
+                 "socket_slot")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -77,6 +80,7 @@ class KefuWebSocketProtocol(WebSocketProtocol):
         self.inbox: Inbox | None = None
         self._holds = 0
         self._deadline_hit = False
+        self._plain = True  # whole text messages are still read without websockets' parser
         self._request_started = self.last_received
 
     async def websocket_handshake(self, request: Request, subprotocols: Any = None) -> Websocket:
@@ -152,15 +156,21 @@ class KefuWebSocketProtocol(WebSocketProtocol):
             self._callback_check_timeouts = self.loop.call_later(remaining + 0.02, self.check_timeouts)
 
     def _frames_received(self, ws: Websocket, data: bytes) -> None:
-        proto = ws.ws_proto
-        proto.receive_data(data)
-        self._answer(ws, proto.data_to_send())
-        self._dispatch(ws, proto.events_received())
+        arrived, answers, self._plain = reading.read(ws.ws_proto, data, self._plain)
+        self._answer(ws, answers)
+        self._dispatch(ws, arrived)
 
-    def _dispatch(self, ws: Websocket, events: list[Any]) -> None:
+    def _dispatch(self, ws: Websocket, events: Sequence[reading.Arrived | object]) -> None:
         inbox = self.inbox
         assert inbox is not None
         for event in events:
+            if isinstance(event, str):
+                inbox.put_text(event)
+                continue
+            if event is None:
+                inbox.end()
+                ws.fail_connection(Close.INVALID_DATA, "invalid UTF-8")
+                return
             if not isinstance(event, Frame):
                 continue
             op = event.opcode
