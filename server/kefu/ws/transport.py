@@ -168,8 +168,7 @@ class KefuWebSocketProtocol(WebSocketProtocol):
                 inbox.put_text(event)
                 continue
             if event is None:
-                inbox.end()
-                ws.fail_connection(Close.INVALID_DATA, "invalid UTF-8")
+                _not_utf8(ws, inbox)
                 return
             if not isinstance(event, Frame):
                 continue
@@ -182,8 +181,7 @@ class KefuWebSocketProtocol(WebSocketProtocol):
                 try:
                     inbox.put(event)
                 except UnicodeDecodeError:
-                    inbox.end()
-                    ws.fail_connection(Close.INVALID_DATA, "invalid UTF-8")
+                    _not_utf8(ws, inbox)
                     return
 
     def _answer(self, ws: Websocket, out: list[bytes]) -> None:
@@ -261,6 +259,12 @@ def _data_finished(ws: Websocket, io_proto: SanicProtocol) -> None:
         finished.set_result(None)
     else:
         SanicProtocol.close(io_proto, timeout=1.0)
+
+
+def _not_utf8(ws: Websocket, inbox: Inbox) -> None:
+    """A text message that is not UTF-8: nothing more is read, and the connection fails (1007)."""
+    inbox.end()
+    ws.fail_connection(Close.INVALID_DATA, "invalid UTF-8")
 
 
 def _pong(ws: Websocket, data: bytes) -> None:
