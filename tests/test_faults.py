@@ -377,6 +377,11 @@ async def test_every_endpoint_answers_503_while_mysql_is_down(redis_deployment, 
     for r in calls:
         assert (r.status_code, r.json()["error"]) == (503, "unavailable"), r.request.url
         assert r.headers["retry-after"]
+    # The operator learns the cause, once for the burst, not once per request.
+    reports = [line for line in srv.log_path.read_text(errors="replace").splitlines()
+               if "a backing store failed, answered unavailable" in line]
+    assert 1 <= len(reports) < len(calls), reports
+    assert "[SQL:" not in reports[0], reports[0]
     await mysql_proxy.restore()
     r = await asyncio.to_thread(httpx.get, base + "/api/conversations", headers=ua)
     assert r.status_code == 200

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 
 from tests.conftest import ARTIFACTS
+from tests.support.node_run import run_node
 from tests.support.server import ROOT
 
 HARNESS = ROOT / "tests" / "miniprogram"
@@ -28,14 +28,5 @@ def test_miniprogram_under_node(deployment):
     log_dir = ARTIFACTS / f"{deployment.name}-node"
     env = {**os.environ, **deployment.env, "KEFU_PYTHON": sys.executable,
            "KEFU_MINIPROGRAM_LOG_DIR": str(log_dir)}
-    try:
-        r = subprocess.run([node, "--test", "tests/miniprogram/"], cwd=ROOT, env=env, capture_output=True,
-                           text=True, timeout=600)
-    except subprocess.TimeoutExpired as e:
-        raise AssertionError(f"node --test timed out:\n{e.stdout or ''}\n{e.stderr or ''}") from e
-    if r.returncode != 0:
-        print(r.stdout)
-        print(r.stderr, file=sys.stderr)
-    assert r.returncode == 0, (
-        f"node --test tests/miniprogram/ exited with {r.returncode} ({deployment.backend}); "
-        f"server log in {log_dir}\n--- stdout ---\n{r.stdout[-20000:]}\n--- stderr ---\n{r.stderr[-5000:]}")
+    run_node([node, "--test", "tests/miniprogram/"], env,
+             f"{deployment.backend}; server log in {log_dir}", log_dir)

@@ -15,6 +15,7 @@ import subprocess
 import sys
 
 from tests.conftest import ARTIFACTS, Deployment
+from tests.support.node_run import run_node
 from tests.support.server import ROOT
 
 TESTS = ROOT / "tests" / "web_admin"
@@ -32,21 +33,8 @@ def _websocket_flag(node: str) -> list[str]:
     return [] if r.stdout.strip() == "function" else ["--experimental-websocket"]
 
 
-def _run(args: list[str], env: dict[str, str], what: str) -> None:
-    try:
-        r = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    except subprocess.TimeoutExpired as e:
-        raise AssertionError(f"{what} timed out:\n{e.stdout or ''}\n{e.stderr or ''}") from e
-    if r.returncode != 0:
-        print(r.stdout)
-        print(r.stderr, file=sys.stderr)
-    assert r.returncode == 0, (
-        f"{' '.join(args[1:])} exited with {r.returncode} ({what})\n"
-        f"--- stdout ---\n{r.stdout[-20000:]}\n--- stderr ---\n{r.stderr[-5000:]}")
-
-
 def test_console_client_headless_with_fakes() -> None:
-    _run([_node(), "--test", str(TESTS / "unit")], dict(os.environ), "unit tests with fakes")
+    run_node([_node(), "--test", str(TESTS / "unit")], dict(os.environ), "unit tests with fakes")
 
 
 def test_console_client_against_a_real_server(deployment: Deployment) -> None:
@@ -54,5 +42,5 @@ def test_console_client_against_a_real_server(deployment: Deployment) -> None:
     log_dir = ARTIFACTS / f"{deployment.name}-console-node"
     env = {**os.environ, **deployment.env, "KEFU_PYTHON": sys.executable,
            "KEFU_MINIPROGRAM_LOG_DIR": str(log_dir)}
-    _run([node, *_websocket_flag(node), "--test", str(TESTS / "live")], env,
-         f"{deployment.backend}; server log in {log_dir}")
+    run_node([node, *_websocket_flag(node), "--test", str(TESTS / "live")], env,
+             f"{deployment.backend}; server log in {log_dir}", log_dir)

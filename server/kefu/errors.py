@@ -7,17 +7,23 @@ client to resend the same request later; `client_fault` is False only for infras
 which never counts against a socket's error budget. docs/protocol.md lists every code.
 
 `translate` turns the infrastructure's own exceptions (a database or Redis that cannot be reached)
-into `Unavailable`, so no edge has to know the drivers' exception types.
+into `Unavailable`, so no edge has to know the drivers' exception types, and logs their cause for
+the operator: the client only learns to retry.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
+from collections.abc import Callable
 from enum import IntEnum
 from typing import Any, ClassVar
 
 import sqlalchemy.exc
 from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
 
 
 class Close(IntEnum):
@@ -152,12 +158,41 @@ def is_infrastructure(exc: BaseException) -> bool:
                             asyncio.TimeoutError, OSError))
 
 
+class OutageLog:
+    """Infrastructure failures as the operator sees them: the first at once, then at most one line
+    every `every` seconds, counting those in between, so an outage neither hides nor floods the
+    log. Only the driver's own message is shown: SQLAlchemy's text adds the statement and its
+    parameters, which may hold token digests."""
+
+    def __init__(self, every: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.every = every
+        self._clock = clock
+        self._next = float("-inf")
+        self._quiet = 0
+
+    def report(self, exc: BaseException) -> None:
+        now = self._clock()
+        if now < self._next:
+            self._quiet += 1
+            return
+        more = f" ({self._quiet} more since the last report)" if self._quiet else ""
+        self._next, self._quiet = now + self.every, 0
+        cause = exc.orig if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.orig else exc
+        text = str(cause).splitlines()[0][:300] if str(cause) else ""
+        log.warning("a backing store failed, answered unavailable: %s: %s%s",
+                    type(cause).__name__, text, more)
+
+
+OUTAGES = OutageLog()
+
+
 def translate(exc: BaseException) -> KefuError | None:
     """The `KefuError` an edge should report for `exc`, or None for a bug (the edge's last
-    resort logs it and answers 500 / 1011)."""
+    resort logs it and answers 500 / 1011). Each edge calls it once per failure."""
     if isinstance(exc, KefuError):
         return exc
     if is_infrastructure(exc):
+        OUTAGES.report(exc)
         return Unavailable("a backing store is unavailable, retry later")
     return None
 

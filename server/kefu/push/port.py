@@ -198,10 +198,12 @@ class PushPort:
 
 
 def _failed(e: BaseException) -> bytes:
-    """The edge's last resort: any failure is `fail`, logged once."""
-    if translate(e) is None:
+    """The edge's last resort: any failure is `fail`, logged once (infrastructure trouble by
+    `translate` itself)."""
+    err = translate(e)
+    if err is None:
         log.error("push failed", exc_info=e)
-    else:
+    elif err is e:
         log.warning("push failed: %s", e)
     return FAIL
 
