@@ -178,7 +178,7 @@ class OutageLog:
         more = f" ({self._quiet} more since the last report)" if self._quiet else ""
         self._next, self._quiet = now + self.every, 0
         cause = exc.orig if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.orig else exc
-        text = str(cause).splitlines()[0][:300] if str(cause) else ""
+        text = (str(cause).splitlines() or [""])[0][:300]
         log.warning("a backing store failed, answered unavailable: %s: %s%s",
                     type(cause).__name__, text, more)
 
